@@ -1,0 +1,1 @@
+"""One module per protocol, all with the signature of `base.Prober`."""
