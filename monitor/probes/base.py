@@ -12,9 +12,9 @@ import ipaddress
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, Union
+from typing import Protocol, TypeVar
 
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Kind(enum.StrEnum):
@@ -94,7 +94,8 @@ class DnsTarget:
         return f"{_fmt_host(self.server)}{port}/{self.name}/{self.type}"
 
 
-Target = Union[IcmpTarget, TcpTarget, HttpTarget, DnsTarget]
+Target = IcmpTarget | TcpTarget | HttpTarget | DnsTarget
+
 
 # The address a target's packets go to (for the politeness budget and the /24 block).
 def target_address(t: Target) -> IPAddress | None:

@@ -1,0 +1,135 @@
+"""Command line: run, check-config, probe, outages, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from monitor import __version__
+from monitor import config as config_mod
+
+
+def _load(path: str) -> config_mod.Config | None:
+    try:
+        return config_mod.load(path)
+    except config_mod.ConfigError as e:
+        print(e, file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor import logs
+    from monitor.daemon import Daemon
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    logs.configure(cfg.log_level)
+    daemon = Daemon(cfg, config_path=args.config)
+    try:
+        asyncio.run(daemon.run())
+    except OSError as e:  # e.g. the listen address is taken
+        print(f"dprk-monitor: cannot start: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load(args.path)
+    if cfg is None:
+        return 1
+    n = sum(len(e.targets) for e in cfg.entities)
+    print(
+        f"{args.path}: OK ({len(cfg.entities)} entities, {n} targets, {len(cfg.controls)} controls)"
+    )
+    rate = n / cfg.probing.interval
+    if rate > cfg.probing.max_rate:
+        print(
+            f"warning: {n} targets every {cfg.probing.interval:g}s need {rate:.1f} probes/s, "
+            f"above probing.max_rate {cfg.probing.max_rate:g}: rounds will run late",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from monitor.probe_once import probe_once, render_table
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    rows = asyncio.run(probe_once(cfg))
+    sys.stdout.write(render_table(rows))
+    return 0
+
+
+def cmd_outages(args: argparse.Namespace) -> int:
+    from monitor.events import EventStore, render_csv, render_table
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    store = EventStore(cfg.state_dir, readonly=True)
+    try:
+        events = store.query(since=args.since, until=args.until, entity=args.entity)
+    except ValueError as e:
+        print(f"dprk-monitor: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if args.format == "json":
+        import json
+
+        print(json.dumps(events, indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(events))
+    else:
+        sys.stdout.write(render_table(events))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.sim.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dprk-monitor",
+        description="Watch North Korea's external Internet and report outages.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("probe", help="probe every target once and print a table")
+    p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("outages", help="list the outage event log")
+    p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
+    p.add_argument("--since", help="ISO 8601 time")
+    p.add_argument("--until", help="ISO 8601 time")
+    p.add_argument("--entity")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(func=cmd_outages)
+
+    p = sub.add_parser("demo", help="replay the June 2025 blackout in a simulated DPRK (root)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc

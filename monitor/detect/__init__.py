@@ -1,0 +1,1 @@
+"""Detection: pure logic without I/O (hysteresis, /24 block belief, fusion into entity state)."""

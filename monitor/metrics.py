@@ -1,0 +1,263 @@
+"""Every metric of the daemon, defined here and nowhere else, and the recorder of probe results.
+
+Labelled series are created when the configuration is loaded (so dashboards see a 0, not a gap)
+and removed when a target or entity leaves the configuration, as smokeping_prober does.
+Rendering happens off the event loop (`render` is called in an executor by web.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from monitor import __version__
+from monitor.config import Config
+from monitor.probes.base import Kind, ProbeResult, Reason, Target
+
+PREFIX = "dprk_monitor_"
+CONTROLS = "_controls"  # the entity label of control probes (entity names cannot start with _)
+STATES = ("up", "degraded", "partial", "down", "unknown")
+EVENT_KINDS = ("blackout", "partial", "web", "dns", "degraded", "routing")
+RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _TargetKey:
+    entity: str
+    kind: str
+    target: str
+
+
+def configured_targets(config: Config) -> Iterable[tuple[str, Target]]:
+    """(entity label, target) for every configured target, controls included."""
+    for entity in config.entities:
+        for t in entity.targets.all():
+            yield entity.name, t
+    for t in config.controls.all():
+        yield CONTROLS, t
+
+
+class _CountersCollector(Collector):
+    """Exports counters kept by a component (e.g. the ICMP engine's ignored replies) at scrape."""
+
+    def __init__(self, name: str, doc: str, label: str, source: Callable[[], Mapping[str, int]]):
+        self._name, self._doc, self._label, self._source = name, doc, label, source
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
+        for value, count in sorted(self._source().items()):
+            family.add_metric([value], count)
+        yield family
+
+
+class Metrics:
+    """The daemon's metrics on one registry (tests use a fresh registry each)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        p = PREFIX
+        self.probes = Counter(
+            p + "probes", "Probes sent (re-probes included)", ["entity", "kind"], registry=r
+        )
+        self.failures = Counter(
+            p + "probe_failures",
+            "Probes that failed, by reason",
+            ["entity", "kind", "reason"],
+            registry=r,
+        )
+        self.rtt = Histogram(
+            p + "probe_rtt_seconds",
+            "Round-trip / response time of successful probes",
+            ["entity", "kind"],
+            buckets=RTT_BUCKETS,
+            registry=r,
+        )
+        self.target_up = Gauge(
+            p + "target_up",
+            "1 when the target answers, after down_after/up_after hysteresis",
+            ["entity", "kind", "target"],
+            registry=r,
+        )
+        self.block_belief = Gauge(
+            p + "block_belief",
+            "Belief (0..1) that the /24 block is up",
+            ["entity", "block"],
+            registry=r,
+        )
+        self.entity_state = Gauge(
+            p + "entity_state",
+            "One-hot state of the entity: up, degraded, partial, down, unknown",
+            ["entity", "state"],
+            registry=r,
+        )
+        self.outage_active = Gauge(
+            p + "outage_active",
+            "1 while an outage event of the entity is open",
+            ["entity"],
+            registry=r,
+        )
+        self.outages = Counter(
+            p + "outages", "Outage events opened", ["entity", "kind"], registry=r
+        )
+        self.vantage_healthy = Gauge(
+            p + "vantage_healthy",
+            "1 when the controls answer; 0 means our own uplink is the problem",
+            registry=r,
+        )
+        self.bgp_visibility = Gauge(
+            p + "bgp_prefix_visibility_ratio",
+            "Share of route-collector peers that see the prefix",
+            ["entity", "prefix"],
+            registry=r,
+        )
+        self.config_reload_ok = Gauge(
+            p + "config_last_reload_successful",
+            "1 when the last configuration load or reload succeeded",
+            registry=r,
+        )
+        self.config_reload_time = Gauge(
+            p + "config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully",
+            registry=r,
+        )
+        self.build_info = Gauge(
+            p + "build_info", "Always 1; the version in a label", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
+        self.tls_not_after = Gauge(
+            p + "tls_cert_not_after_timestamp_seconds",
+            "Expiry of the TLS certificate last seen on an HTTPS target",
+            ["entity", "target"],
+            registry=r,
+        )
+        self.dns_soa_serial = Gauge(
+            p + "dns_soa_serial",
+            "SOA serial last answered by a DNS target",
+            ["entity", "target"],
+            registry=r,
+        )
+        self.probes_skipped = Counter(
+            p + "probes_skipped",
+            "Scheduled probes skipped because the previous one was still running (over budget)",
+            ["entity", "kind"],
+            registry=r,
+        )
+        self.probes_late = Counter(
+            p + "probes_late",
+            "Scheduled probes sent more than one second after their slot (rate budget too low)",
+            ["entity", "kind"],
+            registry=r,
+        )
+        self.event_store_healthy = Gauge(
+            p + "event_store_healthy",
+            "1 while the event log accepts writes; 0 on a full or read-only disk",
+            registry=r,
+        )
+        self.vantage_healthy.set(1)
+        self.event_store_healthy.set(1)
+        self._targets: set[_TargetKey] = set()
+        self._entities: set[str] = set()
+        # Hot-path caches of labelled children, keyed by (entity, kind).
+        self._probe_child: dict[tuple[str, str], Counter] = {}
+        self._rtt_child: dict[tuple[str, str], Histogram] = {}
+
+    def add_counter_source(
+        self, name: str, doc: str, label: str, source: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Export a component's own counters (name without prefix and without `_total`)."""
+        self.registry.register(_CountersCollector(PREFIX + name, doc, label, source))
+
+    def apply_config(self, config: Config) -> None:
+        """Create the series of every configured target and entity; remove those that went."""
+        wanted = {_TargetKey(e, t.kind.value, t.key) for e, t in configured_targets(config)}
+        for gone in self._targets - wanted:
+            self.target_up.remove(gone.entity, gone.kind, gone.target)
+            if gone.kind == Kind.HTTP:
+                _remove(self.tls_not_after, gone.entity, gone.target)
+            if gone.kind == Kind.DNS:
+                _remove(self.dns_soa_serial, gone.entity, gone.target)
+        for new in wanted - self._targets:
+            self.target_up.labels(new.entity, new.kind, new.target).set(1)
+        self._targets = wanted
+
+        entities = {e.name for e in config.entities}
+        pairs = {(k.entity, k.kind) for k in wanted}
+        for name in self._entities - entities:
+            for state in STATES:
+                _remove(self.entity_state, name, state)
+            _remove(self.outage_active, name)
+            for kind in EVENT_KINDS:
+                _remove(self.outages, name, kind)
+        for e in config.entities:
+            if e.name not in self._entities:
+                for state in STATES:
+                    self.entity_state.labels(e.name, state).set(1 if state == "unknown" else 0)
+                self.outage_active.labels(e.name).set(0)
+                for kind in EVENT_KINDS:
+                    self.outages.labels(e.name, kind)
+        self._entities = entities
+        for entity, kind in list(self._probe_child):
+            if (entity, kind) not in pairs:
+                del self._probe_child[(entity, kind)]
+                del self._rtt_child[(entity, kind)]
+                for m in (self.probes, self.rtt, self.probes_skipped, self.probes_late):
+                    _remove(m, entity, kind)
+                for reason in Reason:
+                    _remove(self.failures, entity, kind, reason.value)
+        for entity, kind in pairs:
+            if (entity, kind) not in self._probe_child:
+                self._probe_child[(entity, kind)] = self.probes.labels(entity, kind)
+                self._rtt_child[(entity, kind)] = self.rtt.labels(entity, kind)
+                self.probes_skipped.labels(entity, kind)
+                self.probes_late.labels(entity, kind)
+                for reason in Reason:
+                    self.failures.labels(entity, kind, reason.value)
+
+    def record(self, entity: str, result: ProbeResult) -> None:
+        """Count one probe result (hot path: cached children, no label lookups on success)."""
+        kind = result.target.kind.value
+        key = (entity, kind)
+        child = self._probe_child.get(key)
+        if child is None:  # a probe of a target removed by a reload while in flight
+            return
+        child.inc()
+        if result.ok:
+            if result.rtt is not None:
+                self._rtt_child[key].observe(result.rtt)
+            extra = result.extra
+            if extra:
+                not_after = extra.get("tls_not_after")
+                if isinstance(not_after, int | float):
+                    self.tls_not_after.labels(entity, result.target.key).set(not_after)
+                serial = extra.get("soa_serial")
+                if isinstance(serial, int):
+                    self.dns_soa_serial.labels(entity, result.target.key).set(serial)
+        else:
+            reason = result.reason or Reason.OTHER
+            self.failures.labels(entity, kind, reason.value).inc()
+
+    def set_target_up(self, entity: str, target: Target, up: bool) -> None:
+        if _TargetKey(entity, target.kind.value, target.key) in self._targets:
+            self.target_up.labels(entity, target.kind.value, target.key).set(1 if up else 0)
+
+    def set_entity_state(self, entity: str, state: str) -> None:
+        if entity not in self._entities:
+            return
+        for s in STATES:
+            self.entity_state.labels(entity, s).set(1 if s == state else 0)
+
+    def render(self) -> bytes:
+        """The text exposition; blocking, call it off the event loop."""
+        return generate_latest(self.registry)
+
+
+def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

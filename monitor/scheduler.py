@@ -1,0 +1,332 @@
+"""Rounds of probes, spread over the interval, under one politeness budget.
+
+- Every target has a fixed slot in the interval (targets sorted by a hash of their key and
+  spaced evenly), so probing is continuous rather than a burst per round: a blackout is seen by
+  the next slot, within about interval / targets seconds, not at the next round.
+- One rate limiter (`max_rate` probes/s toward monitored networks, all kinds together) gates
+  every probe to an entity: scheduled ones, re-probes and extra probes asked for by detection.
+  Control probes go through a limiter of their own: they are outside the monitored networks
+  and must not eat the budget that protects them.
+- A failed probe is re-probed at once (up to `reprobes` times) ahead of scheduled work, so a
+  single lost packet never counts as a failed round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from monitor.probes.base import Kind, ProbeResult, Target
+
+log = structlog.get_logger("monitor.scheduler")
+
+
+class RateLimiter:
+    """At most `rate` sends in any one-second window, spaced rather than bursty.
+
+    A token bucket with a small capacity (5 ms of tokens, at least one) keeps sends spaced and
+    lets the dispatcher release several per wake-up at high rates; a log of the last `rate` send
+    times makes the per-second cap exact whatever the capacity.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._capacity = max(1.0, rate * 0.005)
+        self._tokens = 1.0
+        self._last = clock()
+        self._window: collections.deque[float] = collections.deque()
+        self._limit = max(1, int(rate))
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self._capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def try_acquire(self) -> float:
+        """Take one send if allowed now (returns 0.0), else return seconds to wait."""
+        now = self._clock()
+        self._refill(now)
+        window = self._window
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        if len(window) >= self._limit:
+            return 1.0 - (now - window[0]) + 1e-4
+        if self._tokens < 1.0:
+            return (1.0 - self._tokens) / self.rate
+        self._tokens -= 1.0
+        window.append(now)
+        return 0.0
+
+
+@dataclass(slots=True)
+class Job:
+    """One configured target and its slot; `entity` is the metrics label (controls included)."""
+
+    entity: str
+    target: Target
+    control: bool
+    offset: float = 0.0
+    busy: bool = False  # a probe (or its re-probes) of this job is still running
+    removed: bool = False  # dropped by a reload while a probe was in flight
+    attempt: int = 0
+    round_ok: bool = False
+
+
+@dataclass(slots=True)
+class _Send:
+    job: Job | None  # None: an extra probe from detection (not part of a round)
+    entity: str
+    target: Target
+    control: bool
+    due: float
+    scheduled: bool = False
+
+
+class ResultSink(Protocol):
+    def on_result(self, entity: str, result: ProbeResult, control: bool) -> None:
+        """Every single probe result, re-probes and extra probes included."""
+
+    def on_round(self, entity: str, target: Target, ok: bool, control: bool) -> None:
+        """A target's outcome for one round, after its re-probes."""
+
+    def on_skipped(self, entity: str, target: Target, late: bool) -> None:
+        """A scheduled probe was skipped (still busy) or sent late (budget exhausted)."""
+
+
+def slot_offsets(keys: list[str], interval: float) -> list[float]:
+    """Even, stable spacing: order by a hash of the key, then i * interval / n."""
+    n = len(keys)
+    order = sorted(
+        range(n), key=lambda i: hashlib.blake2b(keys[i].encode(), digest_size=8).digest()
+    )
+    offsets = [0.0] * n
+    for rank, i in enumerate(order):
+        offsets[i] = rank * interval / n
+    return offsets
+
+
+class Scheduler:
+    def __init__(
+        self,
+        probers: Mapping[Kind, Any],
+        sink: ResultSink,
+        interval: float,
+        timeout: float,
+        max_rate: float,
+        reprobes: int,
+        splay: bool = True,
+        max_extra_pending: int = 1000,
+    ) -> None:
+        self._probers = probers
+        self._sink = sink
+        self.interval = interval
+        self.timeout = timeout
+        self.reprobes = reprobes
+        self.splay = splay
+        self.limiter = RateLimiter(max_rate)
+        # Controls are few and outside the monitored networks; their own cap keeps them polite.
+        self.control_limiter = RateLimiter(max(max_rate, 10.0))
+        self._jobs: list[Job] = []
+        self._urgent: collections.deque[_Send] = collections.deque()
+        self._urgent_controls: collections.deque[_Send] = collections.deque()
+        self._extra_pending = 0
+        self._max_extra_pending = max_extra_pending
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running = False
+        self._round_start = 0.0
+        self._next_index = 0
+        self.rounds = 0
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def set_targets(
+        self,
+        targets: Iterable[tuple[str, Target, bool]],
+        interval: float,
+        timeout: float,
+        max_rate: float,
+        reprobes: int,
+        splay: bool = True,
+    ) -> None:
+        """Replace the job list (at start and on reload); jobs of kept targets keep their state."""
+        old: dict[tuple[str, Target], Job | None] = {(j.entity, j.target): j for j in self._jobs}
+        jobs = [old.pop((e, t), None) or Job(e, t, c) for e, t, c in targets]
+        for gone in old.values():
+            if gone is not None:
+                gone.removed = True
+        offsets = (
+            slot_offsets([f"{j.entity}/{j.target.kind}/{j.target.key}" for j in jobs], interval)
+            if splay
+            else [0.0] * len(jobs)
+        )
+        for job, off in zip(jobs, offsets, strict=True):
+            job.offset = off
+        jobs.sort(key=lambda j: j.offset)
+        self._jobs = jobs
+        self.interval, self.timeout, self.reprobes, self.splay = interval, timeout, reprobes, splay
+        if max_rate != self.limiter.rate:
+            self.limiter = RateLimiter(max_rate)
+            self.control_limiter = RateLimiter(max(max_rate, 10.0))
+        # Restart the current round's walk at the first slot not yet due.
+        now = time.monotonic()
+        elapsed = now - self._round_start if self._running else 0.0
+        self._next_index = next((i for i, j in enumerate(jobs) if j.offset >= elapsed), len(jobs))
+        self._wake.set()
+
+    # --- extra probes from detection ---------------------------------------------------------
+
+    def request_extra(self, entity: str, target: Target) -> bool:
+        """Queue an extra probe (uncertain block); refused when too many are pending."""
+        if self._extra_pending >= self._max_extra_pending:
+            return False
+        self._extra_pending += 1
+        self._urgent.append(_Send(None, entity, target, False, time.monotonic()))
+        self._wake.set()
+        return True
+
+    # --- the dispatcher ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Dispatch forever (until cancelled)."""
+        self._running = True
+        self._round_start = time.monotonic()
+        self._next_index = 0
+        try:
+            while True:
+                delay = self._dispatch_ready()
+                self._wake.clear()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                else:
+                    await asyncio.sleep(0)
+        finally:
+            self._running = False
+
+    def _dispatch_ready(self) -> float:
+        """Send everything due that the budgets allow; return how long to sleep."""
+        now = time.monotonic()
+        wait = self._drain(self._urgent_controls, self.control_limiter)
+        wait_entities = self._drain(self._urgent, self.limiter)
+        if wait_entities > 0:
+            # The entity budget is exhausted; scheduled entity work waits too.
+            return min(wait or wait_entities, wait_entities, self._next_due(now))
+        while True:
+            if self._next_index >= len(self._jobs):
+                self._round_start += self.interval
+                self._next_index = 0
+                self.rounds += 1
+                if now < self._round_start and self._jobs:
+                    # Next round not yet due.
+                    nxt = self._round_start + self._jobs[0].offset - now
+                    return min(nxt, wait) if wait > 0 else nxt
+                if not self._jobs:
+                    return self.interval
+            job = self._jobs[self._next_index]
+            due = self._round_start + job.offset
+            if due > now:
+                return min(due - now, wait) if wait > 0 else due - now
+            if job.busy:
+                self._next_index += 1
+                self._sink.on_skipped(job.entity, job.target, late=False)
+                continue
+            limiter = self.control_limiter if job.control else self.limiter
+            w = limiter.try_acquire()
+            if w > 0:
+                return w
+            self._next_index += 1
+            if now - due > 1.0:
+                self._sink.on_skipped(job.entity, job.target, late=True)
+            job.busy, job.attempt, job.round_ok = True, 0, False
+            self._send(_Send(job, job.entity, job.target, job.control, due, scheduled=True))
+
+    def _next_due(self, now: float) -> float:
+        if self._next_index < len(self._jobs):
+            return max(0.0, self._round_start + self._jobs[self._next_index].offset - now)
+        return self.interval
+
+    def _drain(self, queue: collections.deque[_Send], limiter: RateLimiter) -> float:
+        while queue:
+            w = limiter.try_acquire()
+            if w > 0:
+                return w
+            self._send(queue.popleft())
+        return 0.0
+
+    def _send(self, send: _Send) -> None:
+        prober = self._probers.get(send.target.kind)
+        if prober is None:
+            return
+        if send.job is not None:
+            send.job.attempt += 1
+
+        def done(result: ProbeResult) -> None:
+            self._on_result(send, result)
+
+        submit = getattr(prober, "submit", None)
+        if submit is not None:
+            # ICMP: callback API, no task per probe.
+            submit(send.target.address, self.timeout, done, target=send.target)  # type: ignore[union-attr]
+            return
+        task = asyncio.get_running_loop().create_task(self._run_probe(prober, send, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_probe(
+        self, prober: Any, send: _Send, done: Callable[[ProbeResult], None]
+    ) -> None:
+        result: ProbeResult = await prober.probe(send.target, self.timeout)
+        done(result)
+
+    def _on_result(self, send: _Send, result: ProbeResult) -> None:
+        sink = self._sink
+        sink.on_result(send.entity, result, send.control)
+        job = send.job
+        if job is None:
+            self._extra_pending -= 1
+            return
+        if result.ok:
+            job.round_ok = True
+        if not result.ok and job.attempt <= self.reprobes and not job.removed:
+            queue = self._urgent_controls if job.control else self._urgent
+            queue.append(_Send(job, job.entity, job.target, job.control, time.monotonic()))
+            self._wake.set()
+            return
+        job.busy = False
+        sink.on_round(job.entity, job.target, job.round_ok, job.control)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass
+class RoundCollector:
+    """A sink that gathers one round's results (used by `dprk-monitor probe`)."""
+
+    expected: int
+    results: list[tuple[str, ProbeResult]] = field(default_factory=list)
+    rounds: dict[tuple[str, str], bool] = field(default_factory=dict)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_result(self, entity: str, result: ProbeResult, control: bool) -> None:
+        self.results.append((entity, result))
+
+    def on_round(self, entity: str, target: Target, ok: bool, control: bool) -> None:
+        self.rounds[(entity, f"{target.kind}/{target.key}")] = ok
+        if len(self.rounds) >= self.expected:
+            self.done.set()
+
+    def on_skipped(self, entity: str, target: Target, late: bool) -> None:
+        pass
