@@ -45,6 +45,8 @@ class RateLimiter:
         self._last = clock()
         self._window: collections.deque[float] = collections.deque()
         self._limit = max(1, int(rate))
+        # The cap must hold where the packets arrive too: a little slack for send jitter.
+        self._span = 1.0 + min(0.05, 1.0 / rate)
 
     def _refill(self, now: float) -> None:
         self._tokens = min(self._capacity, self._tokens + (now - self._last) * self.rate)
@@ -55,12 +57,12 @@ class RateLimiter:
         now = self._clock()
         self._refill(now)
         window = self._window
-        while window and now - window[0] >= 1.0:
+        while window and now - window[0] >= self._span:
             window.popleft()
         if len(window) >= self._limit:
-            return 1.0 - (now - window[0]) + 1e-4
+            return max(self._span - (now - window[0]), 1e-4)
         if self._tokens < 1.0:
-            return (1.0 - self._tokens) / self.rate
+            return max((1.0 - self._tokens) / self.rate, 1e-5)
         self._tokens -= 1.0
         window.append(now)
         return 0.0
@@ -86,8 +88,6 @@ class _Send:
     entity: str
     target: Target
     control: bool
-    due: float
-    scheduled: bool = False
 
 
 class ResultSink(Protocol):
@@ -113,6 +113,28 @@ def slot_offsets(keys: list[str], interval: float) -> list[float]:
     return offsets
 
 
+class _Lane:
+    """Jobs walked in slot order under one rate limiter, with a queue of urgent sends.
+
+    Entities and controls are separate lanes, so that a saturated entity budget can delay
+    neither the controls (our own health) nor be eaten by them.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+        self.jobs: list[Job] = []
+        self.urgent: collections.deque[_Send] = collections.deque()
+        self.round_start = time.monotonic()
+        self.index = 0
+
+    def restart_at(self, now: float, running: bool) -> None:
+        """After a new job list: continue the current round at the first slot not yet due."""
+        elapsed = now - self.round_start if running else 0.0
+        self.index = next(
+            (i for i, j in enumerate(self.jobs) if j.offset >= elapsed), len(self.jobs)
+        )
+
+
 class Scheduler:
     def __init__(
         self,
@@ -131,20 +153,18 @@ class Scheduler:
         self.timeout = timeout
         self.reprobes = reprobes
         self.splay = splay
-        self.limiter = RateLimiter(max_rate)
+        self._entities = _Lane(RateLimiter(max_rate))
         # Controls are few and outside the monitored networks; their own cap keeps them polite.
-        self.control_limiter = RateLimiter(max(max_rate, 10.0))
-        self._jobs: list[Job] = []
-        self._urgent: collections.deque[_Send] = collections.deque()
-        self._urgent_controls: collections.deque[_Send] = collections.deque()
+        self._controls = _Lane(RateLimiter(max(max_rate, 10.0)))
         self._extra_pending = 0
         self._max_extra_pending = max_extra_pending
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
-        self._round_start = 0.0
-        self._next_index = 0
-        self.rounds = 0
+
+    @property
+    def max_rate(self) -> float:
+        return self._entities.limiter.rate
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -158,29 +178,31 @@ class Scheduler:
         splay: bool = True,
     ) -> None:
         """Replace the job list (at start and on reload); jobs of kept targets keep their state."""
-        old: dict[tuple[str, Target], Job | None] = {(j.entity, j.target): j for j in self._jobs}
+        old: dict[tuple[str, Target], Job | None] = {
+            (j.entity, j.target): j for lane in self._lanes() for j in lane.jobs
+        }
         jobs = [old.pop((e, t), None) or Job(e, t, c) for e, t, c in targets]
         for gone in old.values():
             if gone is not None:
                 gone.removed = True
-        offsets = (
-            slot_offsets([f"{j.entity}/{j.target.kind}/{j.target.key}" for j in jobs], interval)
-            if splay
-            else [0.0] * len(jobs)
-        )
-        for job, off in zip(jobs, offsets, strict=True):
-            job.offset = off
-        jobs.sort(key=lambda j: j.offset)
-        self._jobs = jobs
         self.interval, self.timeout, self.reprobes, self.splay = interval, timeout, reprobes, splay
-        if max_rate != self.limiter.rate:
-            self.limiter = RateLimiter(max_rate)
-            self.control_limiter = RateLimiter(max(max_rate, 10.0))
-        # Restart the current round's walk at the first slot not yet due.
+        if max_rate != self.max_rate:
+            self._entities.limiter = RateLimiter(max_rate)
+            self._controls.limiter = RateLimiter(max(max_rate, 10.0))
         now = time.monotonic()
-        elapsed = now - self._round_start if self._running else 0.0
-        self._next_index = next((i for i, j in enumerate(jobs) if j.offset >= elapsed), len(jobs))
+        for lane, control in ((self._entities, False), (self._controls, True)):
+            lane_jobs = [j for j in jobs if j.control == control]
+            keys = [f"{j.entity}/{j.target.kind}/{j.target.key}" for j in lane_jobs]
+            offsets = slot_offsets(keys, interval) if splay else [0.0] * len(lane_jobs)
+            for job, off in zip(lane_jobs, offsets, strict=True):
+                job.offset = off
+            lane_jobs.sort(key=lambda j: j.offset)
+            lane.jobs = lane_jobs
+            lane.restart_at(now, self._running)
         self._wake.set()
+
+    def _lanes(self) -> tuple[_Lane, _Lane]:
+        return self._entities, self._controls
 
     # --- extra probes from detection ---------------------------------------------------------
 
@@ -189,7 +211,7 @@ class Scheduler:
         if self._extra_pending >= self._max_extra_pending:
             return False
         self._extra_pending += 1
-        self._urgent.append(_Send(None, entity, target, False, time.monotonic()))
+        self._entities.urgent.append(_Send(None, entity, target, False))
         self._wake.set()
         return True
 
@@ -197,12 +219,13 @@ class Scheduler:
 
     async def run(self) -> None:
         """Dispatch forever (until cancelled)."""
+        now = time.monotonic()
+        for lane in self._lanes():
+            lane.round_start, lane.index = now, 0
         self._running = True
-        self._round_start = time.monotonic()
-        self._next_index = 0
         try:
             while True:
-                delay = self._dispatch_ready()
+                delay = min(self._dispatch(self._controls), self._dispatch(self._entities))
                 self._wake.clear()
                 if delay > 0:
                     with contextlib.suppress(TimeoutError):
@@ -212,55 +235,39 @@ class Scheduler:
         finally:
             self._running = False
 
-    def _dispatch_ready(self) -> float:
-        """Send everything due that the budgets allow; return how long to sleep."""
+    def _dispatch(self, lane: _Lane) -> float:
+        """Send what is due in the lane that its budget allows; return how long to sleep."""
+        limiter = lane.limiter
+        # Re-probes and extra probes first: they decide whether something is down.
+        while lane.urgent:
+            wait = limiter.try_acquire()
+            if wait > 0:
+                return wait
+            self._send(lane.urgent.popleft())
+        jobs = lane.jobs
+        if not jobs:
+            return self.interval
         now = time.monotonic()
-        wait = self._drain(self._urgent_controls, self.control_limiter)
-        wait_entities = self._drain(self._urgent, self.limiter)
-        if wait_entities > 0:
-            # The entity budget is exhausted; scheduled entity work waits too.
-            return min(wait or wait_entities, wait_entities, self._next_due(now))
         while True:
-            if self._next_index >= len(self._jobs):
-                self._round_start += self.interval
-                self._next_index = 0
-                self.rounds += 1
-                if now < self._round_start and self._jobs:
-                    # Next round not yet due.
-                    nxt = self._round_start + self._jobs[0].offset - now
-                    return min(nxt, wait) if wait > 0 else nxt
-                if not self._jobs:
-                    return self.interval
-            job = self._jobs[self._next_index]
-            due = self._round_start + job.offset
+            if lane.index >= len(jobs):
+                lane.round_start += self.interval
+                lane.index = 0
+            job = jobs[lane.index]
+            due = lane.round_start + job.offset
             if due > now:
-                return min(due - now, wait) if wait > 0 else due - now
+                return due - now
             if job.busy:
-                self._next_index += 1
+                lane.index += 1
                 self._sink.on_skipped(job.entity, job.target, late=False)
                 continue
-            limiter = self.control_limiter if job.control else self.limiter
-            w = limiter.try_acquire()
-            if w > 0:
-                return w
-            self._next_index += 1
+            wait = limiter.try_acquire()
+            if wait > 0:
+                return wait
+            lane.index += 1
             if now - due > 1.0:
                 self._sink.on_skipped(job.entity, job.target, late=True)
             job.busy, job.attempt, job.round_ok = True, 0, False
-            self._send(_Send(job, job.entity, job.target, job.control, due, scheduled=True))
-
-    def _next_due(self, now: float) -> float:
-        if self._next_index < len(self._jobs):
-            return max(0.0, self._round_start + self._jobs[self._next_index].offset - now)
-        return self.interval
-
-    def _drain(self, queue: collections.deque[_Send], limiter: RateLimiter) -> float:
-        while queue:
-            w = limiter.try_acquire()
-            if w > 0:
-                return w
-            self._send(queue.popleft())
-        return 0.0
+            self._send(_Send(job, job.entity, job.target, job.control))
 
     def _send(self, send: _Send) -> None:
         prober = self._probers.get(send.target.kind)
@@ -296,9 +303,9 @@ class Scheduler:
             return
         if result.ok:
             job.round_ok = True
-        if not result.ok and job.attempt <= self.reprobes and not job.removed:
-            queue = self._urgent_controls if job.control else self._urgent
-            queue.append(_Send(job, job.entity, job.target, job.control, time.monotonic()))
+        elif job.attempt <= self.reprobes and not job.removed:
+            lane = self._controls if job.control else self._entities
+            lane.urgent.append(_Send(job, job.entity, job.target, job.control))
             self._wake.set()
             return
         job.busy = False
