@@ -1,0 +1,49 @@
+# dprk-outage-monitor. `make run` and `make test` set up everything they need on Debian.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+CONFIG  ?= config/dprk.yaml
+# Debian packages: the simulated world (nginx, knot, nftables, iproute2), promtool, peers for bench.
+APT_PKGS := python3-venv nginx-light knot knot-dnsutils nftables iproute2 procps tcpdump fping
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps venv run test unit integration lint bench clean-sim
+
+deps:
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PKGS)
+	# Debian starts nginx on port 80 when installing it; the tests run their own.
+	-$(SUDO) systemctl disable --now nginx >/dev/null 2>&1 || $(SUDO) service nginx stop >/dev/null 2>&1 || true
+
+$(BIN)/dprk-monitor: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/dprk-monitor
+
+run: venv
+	$(BIN)/dprk-monitor run --config $(CONFIG)
+
+lint: venv
+	$(BIN)/ruff check monitor tests bench
+	$(BIN)/ruff format --check monitor tests bench
+	$(BIN)/mypy
+
+# The whole suite: lint, unit tests, then the integration tests in network namespaces (root).
+test: deps venv lint
+	$(SUDO) env REQUIRE_NETNS=$${REQUIRE_NETNS:-1} PATH="$$PATH" $(BIN)/python -m pytest -ra tests; \
+	rc=$$?; if [ $$rc = 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+unit: venv
+	$(BIN)/python -m pytest -ra tests/unit
+
+integration: venv
+	$(SUDO) env REQUIRE_NETNS=1 $(BIN)/python -m pytest -ra tests/integration
+
+bench: venv
+	$(SUDO) $(BIN)/python bench/run_all.py
+
+clean-sim: venv
+	$(SUDO) $(BIN)/python -m monitor.sim cleanup
