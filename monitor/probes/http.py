@@ -1,0 +1,282 @@
+"""HTTP(S) probe: fetch a URL, optionally from a pinned address, and judge the status.
+
+Semantics (the contract the tests pin):
+- With `target.address` set, the TCP connection goes to that address while the Host header, the
+  TLS SNI and certificate verification all use the URL's host name.
+- Redirects are followed by hand, at most `MAX_REDIRECTS`, only while they stay on the URL's host
+  (any scheme/port). A redirect elsewhere is not followed: its 3xx status is judged against
+  `expect_status` like any other. More on-site redirects than that is an HTTP_STATUS failure.
+- The final response's body is read up to `target.max_body` bytes, then the connection is
+  dropped; a body cut at the cap is still a success (`extra["truncated"] = True`). Bytes are
+  counted as they come off the wire (no decompression: we accept gzip to spare a thin link, but
+  never inflate it).
+- The whole probe (connect, TLS, redirects, body) is bounded by `timeout`: a server that never
+  sends headers, or dribbles a body that neither ends nor reaches the cap in time, is TIMEOUT.
+- `extra`: `status`, `bytes`, `redirects`, `truncated`, and `tls_not_after` (epoch seconds of
+  the last HTTPS certificate seen; with verification off it needs `cryptography` to parse).
+- `rtt` is the time of the whole exchange up to the end of the (capped) body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import socket
+import ssl
+import time
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from monitor import __version__
+from monitor.probes.base import HttpTarget, IPAddress, ProbeResult, Reason, now
+from monitor.probes.tcp import classify_oserror
+
+try:  # Only to read a certificate we did not verify; a test dependency, optional at runtime.
+    from cryptography import x509
+except ImportError:  # pragma: no cover
+    x509 = None  # type: ignore[assignment]
+
+MAX_REDIRECTS = 5
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+_USER_AGENT = f"dprk-outage-monitor/{__version__} (outage monitoring; one request per interval)"
+
+# The (URL host, address) pin of the probe running in the current task. A context variable rather
+# than shared state: concurrent probes that pin the same host name to different addresses each
+# see their own pin, because every asyncio task runs in its own copy of the context.
+_PIN: contextvars.ContextVar[tuple[str, IPAddress] | None] = contextvars.ContextVar(
+    "http_pin", default=None
+)
+# Where the TLS handshake of the current probe's connections writes what it learned.
+_TLS_SINK: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar(
+    "http_tls_sink", default=None
+)
+
+
+class _PinningResolver(AbstractResolver):
+    """Answers the pinned host with the pinned address; everything else goes to the system."""
+
+    def __init__(self) -> None:
+        self._system = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        pin = _PIN.get()
+        if pin is not None and _norm_host(host) == pin[0]:
+            addr = pin[1]
+            fam = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+            return [
+                ResolveResult(
+                    hostname=host,
+                    host=str(addr),
+                    port=port,
+                    family=fam,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            ]
+        return await self._system.resolve(host, port, family)
+
+    async def close(self) -> None:
+        await self._system.close()
+
+
+def _norm_host(host: str | None) -> str:
+    return (host or "").rstrip(".").lower()
+
+
+class _Outcome:
+    """What the fetch learned so far; kept outside the fetch so a timeout does not lose it."""
+
+    __slots__ = ("extra", "problem", "status")
+
+    def __init__(self) -> None:
+        self.extra: dict[str, object] = {"redirects": 0, "bytes": 0}
+        self.status: int | None = None
+        self.problem: str | None = None
+
+
+class HttpProber:
+    """One shared aiohttp session; a fresh connection per request (no pooling across probes).
+
+    Pooling is off on purpose: a probe must prove the server reachable now, not reuse a socket
+    opened minutes ago, and a pooled socket must never carry a request for a different pin.
+    """
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl_contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=_PinningResolver(),
+                use_dns_cache=False,  # a cached answer would outlive the pin of its request
+                force_close=True,
+                limit=0,  # the scheduler bounds concurrency; queueing here would fake timeouts
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,  # probe directly, never through an environment proxy
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None),  # the probe's own deadline rules
+                headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+            )
+        return self._session
+
+    def _ssl_for(self, target: HttpTarget) -> ssl.SSLContext:
+        key = (target.tls_verify, target.ca_file)
+        ctx = self._ssl_contexts.get(key)
+        if ctx is None:
+            if target.tls_verify:
+                ctx = ssl.create_default_context()
+                if target.ca_file is not None:
+                    ctx.load_verify_locations(cafile=target.ca_file)  # added to the system roots
+            else:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # SNI is still sent
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            ctx.sslobject_class = _RecordingSSLObject
+            self._ssl_contexts[key] = ctx
+        return ctx
+
+    async def probe(self, target: HttpTarget, timeout: float) -> ProbeResult:
+        started = now()
+        t0 = time.perf_counter()
+        try:
+            ssl_arg = self._ssl_for(target)
+        except (OSError, ValueError) as e:  # unreadable/invalid CA file: not the target's fault
+            return ProbeResult.failure(target, started, Reason.OTHER, _short(f"ca_file: {e}"))
+        out = _Outcome()
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                await self._fetch(target, ssl_arg, out)
+        except (aiohttp.ClientError, OSError, ValueError) as e:
+            if deadline.expired():  # an error raised while being cancelled is still our timeout
+                reason, detail = Reason.TIMEOUT, f"no complete answer in {timeout:g}s"
+            else:
+                reason, detail = _classify(e)
+            return ProbeResult.failure(target, started, reason, _short(detail), out.extra)
+        rtt = time.perf_counter() - t0
+        if out.problem is not None:
+            return ProbeResult.failure(target, started, Reason.HTTP_STATUS, out.problem, out.extra)
+        if out.status not in target.expect_status:
+            detail = f"status {out.status}, expected {sorted(target.expect_status)}"
+            return ProbeResult.failure(target, started, Reason.HTTP_STATUS, detail, out.extra)
+        return ProbeResult.success(target, started, rtt, out.extra)
+
+    async def _fetch(self, target: HttpTarget, ssl_arg: ssl.SSLContext, out: _Outcome) -> None:
+        session = self._get_session()
+        url = URL(target.url)
+        home = _norm_host(url.host)
+        token = _PIN.set((home, target.address) if target.address is not None else None)
+        sink_token = _TLS_SINK.set(out.extra)
+        try:
+            for hop in range(MAX_REDIRECTS + 1):
+                async with session.get(url, allow_redirects=False, ssl=ssl_arg) as resp:
+                    out.status = resp.status
+                    out.extra["status"] = resp.status
+                    location = resp.headers.get(aiohttp.hdrs.LOCATION)
+                    if resp.status in _REDIRECT_CODES and location:
+                        nxt = resp.url.join(URL(location))
+                        if _norm_host(nxt.host) != home or nxt.scheme not in ("http", "https"):
+                            out.extra["location"] = str(nxt)
+                            return  # off-site: judged by the 3xx itself, never followed
+                        if hop == MAX_REDIRECTS:
+                            out.problem = f"more than {MAX_REDIRECTS} redirects on {home}"
+                            return
+                        out.extra["redirects"] = hop + 1
+                        url = nxt
+                        continue
+                    if resp.status in target.expect_status:
+                        await _read_capped(resp, target.max_body, out)
+                    return
+        finally:
+            _TLS_SINK.reset(sink_token)
+            _PIN.reset(token)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._ssl_contexts.clear()
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, out: _Outcome) -> None:
+    # Counted, not kept: memory stays at aiohttp's read buffer whatever the server sends.
+    n = 0
+    while n < cap:
+        chunk = await resp.content.read(min(_CHUNK, cap - n))
+        if not chunk:
+            out.extra["truncated"] = False
+            return
+        n += len(chunk)
+        out.extra["bytes"] = n
+    # Reached the cap: stop here. Ending exactly at the cap counts as truncated too, unless the
+    # stream already knows it is over.
+    out.extra["truncated"] = not resp.content.at_eof()
+
+
+class _RecordingSSLObject(ssl.SSLObject):
+    """Notes the peer certificate's expiry the moment the handshake completes.
+
+    aiohttp hands the connection back to its pool (and drops it from the response) as soon as a
+    short body has arrived, so the certificate cannot be read from the response afterwards.
+    The handshake runs in transport callbacks, which carry a copy of the probing task's
+    context: `_TLS_SINK` there is the running probe's `extra`.
+    """
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        sink = _TLS_SINK.get()
+        if sink is not None and (not_after := _not_after(self)) is not None:
+            sink["tls_not_after"] = not_after
+
+
+def _not_after(sslobj: ssl.SSLObject) -> float | None:
+    cert = sslobj.getpeercert()
+    if cert:  # only filled in when the chain was verified
+        not_after = cert.get("notAfter")
+        return float(ssl.cert_time_to_seconds(not_after)) if isinstance(not_after, str) else None
+    der = sslobj.getpeercert(binary_form=True)
+    if der is None or x509 is None:
+        return None
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+    except ValueError:
+        return None
+
+
+def _classify(exc: BaseException) -> tuple[Reason, str]:
+    # Order matters: aiohttp's TLS errors are also connector errors, which are also OSErrors.
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return Reason.TLS_ERROR, f"certificate: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | ssl.CertificateError):
+        return Reason.TLS_ERROR, f"tls: {exc}"
+    if isinstance(exc, aiohttp.ServerFingerprintMismatch):
+        return Reason.TLS_ERROR, "certificate fingerprint mismatch"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return Reason.DNS_ERROR, f"resolve: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return classify_oserror(exc.os_error)
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError included
+        return Reason.TIMEOUT, "timed out"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return Reason.OTHER, "server closed the connection without a response"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return Reason.OTHER, f"bad response: {exc.message}"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return Reason.OTHER, f"bad body: {exc}"
+    if isinstance(exc, OSError):
+        return classify_oserror(exc)
+    return Reason.OTHER, f"{type(exc).__name__}: {exc}"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,133 @@
+"""TCP prober against real loopback sockets: success, refusal, a real timeout, errno mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from monitor.probes.base import Reason, TcpTarget
+from monitor.probes.tcp import TcpProber, classify_oserror
+
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
+
+
+@pytest.fixture
+async def full_backlog() -> AsyncIterator[int]:
+    """A listener that never accepts, with its accept queue filled: new SYNs are dropped.
+
+    Linux drops a SYN when the accept queue is full (no RST), so a connect to this port hangs
+    until the client gives up: a real timeout without leaving loopback.
+    """
+    loop = asyncio.get_running_loop()
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(s, ("127.0.0.1", port)), 0.2)
+            except TimeoutError:
+                s.close()
+                break  # the queue is full: this connect already hung
+            fillers.append(s)
+        else:
+            pytest.skip("accept queue never filled up on this kernel")
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        srv.close()
+
+
+async def test_connect_success_measures_rtt() -> None:
+    """A listening port gives ok=True with a small positive rtt and the send time in `started`."""
+    accepted = asyncio.Event()
+
+    async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        writer.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    prober = TcpProber()
+    before = time.time()
+    try:
+        res = await prober.probe(TcpTarget(LOOPBACK, port), timeout=2.0)
+        await asyncio.wait_for(accepted.wait(), 2.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+        await prober.close()
+    assert res.ok, res
+    assert res.reason is None
+    assert res.rtt is not None and 0 < res.rtt < 1.0
+    assert before <= res.started <= time.time()
+
+
+async def test_ipv6_loopback_success(ipv6_loopback: bool) -> None:
+    """IPv6 targets connect over AF_INET6."""
+    if not ipv6_loopback:
+        pytest.skip("no ::1 here")
+    server = await asyncio.start_server(lambda r, w: w.close(), "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        res = await TcpProber().probe(TcpTarget(ipaddress.ip_address("::1"), port), timeout=2.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert res.ok, res
+
+
+async def test_closed_port_is_refused(closed_tcp_port: int) -> None:
+    """A port with nothing listening answers RST: REFUSED, immediately."""
+    t0 = time.perf_counter()
+    res = await TcpProber().probe(TcpTarget(LOOPBACK, closed_tcp_port), timeout=2.0)
+    assert not res.ok
+    assert res.reason is Reason.REFUSED
+    assert res.rtt is None
+    assert time.perf_counter() - t0 < 1.0
+
+
+async def test_dropped_syn_is_timeout_within_the_timeout(full_backlog: int) -> None:
+    """A SYN that is never answered gives TIMEOUT, and the probe returns at the timeout."""
+    t0 = time.perf_counter()
+    res = await TcpProber().probe(TcpTarget(LOOPBACK, full_backlog), timeout=0.3)
+    elapsed = time.perf_counter() - t0
+    assert not res.ok
+    assert res.reason is Reason.TIMEOUT
+    assert 0.25 <= elapsed < 1.5
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), Reason.REFUSED),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), Reason.UNREACHABLE),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), Reason.UNREACHABLE),
+        (OSError(errno.EHOSTDOWN, "Host is down"), Reason.UNREACHABLE),
+        (TimeoutError(errno.ETIMEDOUT, "Connection timed out"), Reason.TIMEOUT),
+        (OSError(errno.EMFILE, "Too many open files"), Reason.OTHER),
+    ],
+)
+def test_oserror_classification(exc: OSError, reason: Reason) -> None:
+    """Socket errnos map onto the fixed reason set (unreachable cannot be produced on loopback)."""
+    got, detail = classify_oserror(exc)
+    assert got is reason
+    assert detail
+
+
+async def test_close_is_idempotent() -> None:
+    """close() holds nothing and may be called repeatedly."""
+    prober = TcpProber()
+    await prober.close()
+    await prober.close()
