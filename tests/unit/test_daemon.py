@@ -1,0 +1,250 @@
+"""The daemon end to end on loopback: metrics series, hysteresis, reload, signals, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor import config
+from monitor.daemon import Daemon
+
+ROOT = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(metrics: str, name: str, **labels: str) -> float | None:
+    return samples(metrics).get((name, tuple(sorted(labels.items()))))
+
+
+@pytest.fixture
+async def tcp_server() -> AsyncIterator[int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+def write_config(path: Path, open_port: int, closed_port: int, extra_target: str = "") -> None:
+    path.write_text(
+        textwrap.dedent(f"""\
+        listen: 127.0.0.1:0
+        state_dir: {path.parent}/var
+        probing: {{interval: 300ms, timeout: 200ms, max_rate: 100, reprobes: 1}}
+        detection: {{down_after: 2, up_after: 2}}
+        entities:
+          - name: loop
+            tcp: ["127.0.0.1:{open_port}", "127.0.0.1:{closed_port}"{extra_target}]
+        controls:
+          tcp: ["127.0.0.1:{open_port}"]
+        bgp: {{enabled: false}}
+        """)
+    )
+
+
+async def scrape(d: Daemon) -> str:
+    def get() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{d.listen_port}/metrics", timeout=5) as r:
+            body: bytes = r.read()
+            return body.decode()
+
+    return await asyncio.to_thread(get)
+
+
+async def test_daemon_probes_and_reports_hysteresis(tmp_path: Path, tcp_server: int) -> None:
+    """Series exist at load; a refused port goes down after down_after rounds, the open one stays up."""
+    closed = free_port()
+    cfg_path = tmp_path / "c.yaml"
+    write_config(cfg_path, tcp_server, closed)
+    d = Daemon(config.load(cfg_path), str(cfg_path))
+    await d.start()
+    try:
+        m = await scrape(d)
+        up_closed = dict(entity="loop", kind="tcp", target=f"127.0.0.1:{closed}")
+        assert value(m, "dprk_monitor_target_up", **up_closed) == 1, "created at load"
+        assert value(m, "dprk_monitor_probes_total", entity="loop", kind="tcp") is not None
+        assert value(m, "dprk_monitor_config_last_reload_successful") == 1
+        assert value(m, "dprk_monitor_build_info", version=__import__("monitor").__version__) == 1
+        await asyncio.sleep(1.2)
+        m = await scrape(d)
+        assert value(m, "dprk_monitor_target_up", **up_closed) == 0
+        assert (
+            value(
+                m,
+                "dprk_monitor_target_up",
+                entity="loop",
+                kind="tcp",
+                target=f"127.0.0.1:{tcp_server}",
+            )
+            == 1
+        )
+        refused = value(
+            m, "dprk_monitor_probe_failures_total", entity="loop", kind="tcp", reason="refused"
+        )
+        assert refused is not None and refused >= 4, "each round: the probe and its re-probe"
+        assert (
+            value(m, "dprk_monitor_probe_rtt_seconds_count", entity="loop", kind="tcp") or 0
+        ) >= 2
+        assert (value(m, "dprk_monitor_probes_total", entity="_controls", kind="tcp") or 0) >= 2
+    finally:
+        await d.stop()
+
+
+async def test_reload_bad_config_keeps_old_and_good_config_removes_series(
+    tmp_path: Path, tcp_server: int
+) -> None:
+    """A bad reload is refused (metric 0, old targets kept); a good one drops gone series."""
+    closed = free_port()
+    cfg_path = tmp_path / "c.yaml"
+    write_config(cfg_path, tcp_server, closed)
+    d = Daemon(config.load(cfg_path), str(cfg_path))
+    await d.start()
+    try:
+        cfg_path.write_text("entities: [\n")
+        assert d.reload() is False
+        m = await scrape(d)
+        assert value(m, "dprk_monitor_config_last_reload_successful") == 0
+        assert (
+            value(
+                m, "dprk_monitor_target_up", entity="loop", kind="tcp", target=f"127.0.0.1:{closed}"
+            )
+            is not None
+        )
+        cfg_path.write_text(f"""\
+listen: 127.0.0.1:0
+probing: {{interval: 300ms, timeout: 200ms}}
+entities:
+  - name: loop
+    tcp: ["127.0.0.1:{tcp_server}"]
+""")
+        assert d.reload() is True
+        m = await scrape(d)
+        assert value(m, "dprk_monitor_config_last_reload_successful") == 1
+        assert (
+            value(
+                m, "dprk_monitor_target_up", entity="loop", kind="tcp", target=f"127.0.0.1:{closed}"
+            )
+            is None
+        ), "series of a removed target go"
+        assert (
+            value(
+                m,
+                "dprk_monitor_target_up",
+                entity="loop",
+                kind="tcp",
+                target=f"127.0.0.1:{tcp_server}",
+            )
+            == 1
+        )
+    finally:
+        await d.stop()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_check_config_ok_and_error() -> None:
+    """check-config says OK for the default and PATH:LINE: key: reason with exit 1 for a bad one."""
+    ok = run_cli("check-config", "config/dprk.yaml")
+    assert ok.returncode == 0 and "OK (3 entities" in ok.stdout
+
+
+def test_check_config_error_line(tmp_path: Path) -> None:
+    """A bad file gives exactly one line on stderr and exit 1."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("probing:\n  interval: soon\nentities: [{name: e, icmp: [198.18.176.1]}]\n")
+    r = run_cli("check-config", str(bad))
+    assert r.returncode == 1
+    assert r.stderr == (
+        f"{bad}:2: probing.interval: expected a duration like 500ms, 30s or 5m, got 'soon'\n"
+    )
+    r = run_cli("run", "--config", str(bad))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+
+
+def test_signals_reload_and_graceful_stop(tmp_path: Path, tcp_server_sync: int) -> None:
+    """The real process: SIGHUP with a bad file keeps running (metric 0); SIGTERM exits 0."""
+    port = free_port()
+    cfg_path = tmp_path / "c.yaml"
+    write_config(cfg_path, tcp_server_sync, free_port())
+    cfg_path.write_text(cfg_path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(cfg_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        cfg_path.write_text("nonsense: [")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+            m = r.read().decode()
+        assert value(m, "dprk_monitor_config_last_reload_successful") == 0
+        assert proc.poll() is None, "still running"
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
+            assert r.status == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        assert '"reload rejected' in out and '"stopped"' in out, "structlog JSON lines"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def tcp_server_sync() -> object:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(128)
+    yield srv.getsockname()[1]
+    srv.close()
