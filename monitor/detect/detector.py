@@ -1,0 +1,1064 @@
+"""The detector the daemon drives: probe results in, state changes and outage events out. Pure
+logic: no I/O, no clock of its own (every call carries `now`), no asyncio.
+
+How the daemon drives it:
+
+- `observe(entity, result, now)` for EVERY probe result, re-probes and extra probes included
+  (`entity=None` for control probes);
+- `observe_round(entity, target, ok, now)` for a target's outcome per round after re-probes
+  (`Scheduler.on_round`; controls need not be passed): feeds the per-target hysteresis;
+- `observe_bgp(entity, prefix, ratio, now)` when a prefix's BGP visibility changes;
+- `tick(now)` about once a second (time-based rules: partial/degraded/routing durations,
+  vantage window, delayed event close);
+- `wanted_probes(now)` after each tick: extra probes for blocks in a failure run;
+- every call returns the `Change`s to apply (store events, set metrics, log).
+
+Semantics (what users rely on):
+
+- **One event per incident.** While an entity has any issue, one event stays open; its kind is
+  the most severe issue seen (blackout > routing > partial > dns > web > degraded) and escalates,
+  never lowers. `signals.phases` is the timeline of the most severe *current* issue (e.g.
+  dns -> blackout -> web -> recovered), so the Nov 2022 pattern (DNS first, then everything) is
+  one event of kind `blackout` whose first phase is `dns`, and `evidence.failure_order` says
+  DNS failed first.
+- **Start** = the first failed probe that led to the event (earliest issue start: the first
+  failure of the blocks' failure runs, of the web/DNS targets, the BGP loss, or when loss first
+  went high), not the confirmation time.
+- **End** = the first answer of the last component to recover (max over the event's down
+  blocks of the answer that brought them up, over its down web/DNS targets of the first success
+  of the run that brought them up, over degraded/BGP of when they cleared).
+- **Flapping.** An event closes only after `merge_gap` seconds with no issue; a relapse within
+  that time continues the same event (a `recovered` phase is recorded), so routes toggling every
+  30-60 s give one event, not dozens. `EventClosed` therefore arrives `merge_gap` after the end.
+- **Vantage self-check.** The controls decide `vantage_healthy` (unhealthy when
+  `vantage_min_failures` distinct controls failed since the last control answer, or a majority
+  of the controls probed within `vantage_window` failed their latest probe). While unhealthy:
+  entity states are `unknown`, no event opens, closes or changes phase, hysteresis is frozen.
+  An issue is only acted upon once a control probe *sent after the issue's first failure* has
+  been answered, so the onset of an uplink cut (before the controls are judged) never opens an
+  event. When the vantage returns, failures seen since its trouble began are forgotten (blocks
+  and targets that went down after the onset are believed up again, loss windows cleared),
+  blocks/targets that were down before it are kept: an open event then continues or recovers
+  on fresh evidence; the blind interval is recorded in `evidence.vantage_blind`.
+- **Resume.** `resume(open_events)` continues events left open by a crash or stop: the event's
+  down blocks and targets (from its evidence) are seeded down, so it closes when they answer
+  again instead of being duplicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import math
+import statistics
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from monitor.detect.belief import BlockBelief, BlockState, IPNetwork, block_of
+from monitor.detect.fusion import (
+    BlockView,
+    FusionInputs,
+    KindView,
+    LossView,
+    PrefixView,
+    fuse,
+    loss_is_high,
+)
+from monitor.detect.hysteresis import Hysteresis
+from monitor.detect.model import (
+    JSON,
+    SEVERITY,
+    Change,
+    EventClosed,
+    EventKind,
+    EventOpened,
+    EventRecord,
+    EventUpdated,
+    State,
+    StateChanged,
+    TargetChanged,
+    VantageChanged,
+    iso,
+    iso_or_none,
+    parse_time,
+)
+from monitor.detect.params import DetectionParams
+from monitor.probes.base import (
+    IcmpTarget,
+    IPAddress,
+    Kind,
+    ProbeResult,
+    Reason,
+    Target,
+    TcpTarget,
+    target_address,
+)
+
+if TYPE_CHECKING:
+    from monitor.config import EntityConfig
+
+__all__ = ["DetectionParams", "Detector", "EntitySpec"]
+
+_NEVER = -math.inf
+# Failure reasons that mean the host itself answered: the block is reachable.
+ANSWERED = frozenset({Reason.REFUSED, Reason.HTTP_STATUS, Reason.TLS_ERROR, Reason.DNS_ERROR})
+# Most entries kept in a loss window and in an event's phase list.
+_MAX_SAMPLES = 4096
+_MAX_PHASES = 64
+_MAX_LISTED_TARGETS = 50
+_RECOVERED = "recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySpec:
+    """What the detector judges: a name, its prefixes (BGP) and its targets."""
+
+    name: str
+    prefixes: tuple[IPNetwork, ...] = ()
+    targets: tuple[Target, ...] = ()
+
+    @classmethod
+    def from_config(cls, entity: EntityConfig) -> EntitySpec:
+        return cls(entity.name, tuple(entity.prefixes), tuple(entity.targets.all()))
+
+
+# --- per-target, per-kind, loss, BGP --------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _TargetState:
+    target: Target
+    address: IPAddress | None
+    block: BlockBelief | None
+    hyst: Hysteresis
+    ever_ok: bool = False
+    last_ok: float = _NEVER
+    last_fail: float = _NEVER
+    fail_start: float | None = None  # first failed probe since the last success
+    ok_start: float | None = None  # first success since the last failure
+    down_evidence: float | None = None  # fail_start when hysteresis went down
+    up_evidence: float | None = None  # ok_start when it came back up
+
+    def record(self, ok: bool, t: float) -> None:
+        if ok:
+            self.ever_ok = True
+            self.last_ok = max(self.last_ok, t)
+            if self.fail_start is not None and t > self.fail_start:
+                self.fail_start = None
+            if self.ok_start is None and t > self.last_fail:
+                self.ok_start = t
+        else:
+            self.last_fail = max(self.last_fail, t)
+            if self.ok_start is not None and t > self.ok_start:
+                self.ok_start = None
+            if self.fail_start is None and t > self.last_ok:
+                self.fail_start = t
+
+
+@dataclass(slots=True)
+class _KindEvidence:
+    last_good: tuple[str, float] | None = None
+    first_failed: tuple[str, float, str, str] | None = None
+
+    def record(self, r: ProbeResult) -> None:
+        t = r.started
+        if r.ok:
+            if self.last_good is None or t >= self.last_good[1]:
+                self.last_good = (r.target.key, t)
+                if self.first_failed is not None and self.first_failed[1] <= t:
+                    self.first_failed = None
+        elif self.first_failed is None and (self.last_good is None or t > self.last_good[1]):
+            reason = (r.reason or Reason.OTHER).value
+            self.first_failed = (r.target.key, t, reason, r.detail)
+
+
+class _Window:
+    """Outcomes (and ICMP RTTs) over a sliding window of started times."""
+
+    def __init__(self, width: float) -> None:
+        self.width = width
+        self.samples: deque[tuple[float, bool]] = deque()
+        self.lost = 0
+        self.rtts: deque[tuple[float, float]] = deque(maxlen=_MAX_SAMPLES)
+
+    def add(self, t: float, lost: bool, rtt: float | None = None) -> None:
+        if len(self.samples) >= _MAX_SAMPLES:
+            _, old = self.samples.popleft()
+            self.lost -= old
+        self.samples.append((t, lost))
+        self.lost += lost
+        if rtt is not None:
+            self.rtts.append((t, rtt))
+
+    def expire(self, now: float) -> None:
+        cut = now - self.width
+        s = self.samples
+        while s and s[0][0] < cut:
+            _, old = s.popleft()
+            self.lost -= old
+        r = self.rtts
+        while r and r[0][0] < cut:
+            r.popleft()
+
+    def loss(self) -> float | None:
+        return self.lost / len(self.samples) if self.samples else None
+
+    def rtt(self) -> float | None:
+        return statistics.median(x for _, x in self.rtts) if self.rtts else None
+
+    def clear(self) -> None:
+        self.samples.clear()
+        self.rtts.clear()
+        self.lost = 0
+
+
+@dataclass(slots=True)
+class _Loss:
+    window: _Window
+    loss_normal: float | None = None
+    rtt_normal: float | None = None
+    learned_at: float | None = None
+    high_since: float | None = None  # when loss_is_high was first seen to hold
+    high_start: float | None = None  # the first lost probe of the window that made it high
+    cleared_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Prefix:
+    ratio: float = 1.0
+    lost_since: float | None = None
+    withdrawn_since: float | None = None
+    restored_at: float | None = None
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Event:
+    id: str
+    kind: EventKind
+    start: float
+    phases: list[tuple[str, float]]  # (issue kind or "recovered", start)
+    phases_dropped: int = 0
+    issues_seen: set[EventKind] = field(default_factory=set)
+    # block -> [first failed, recovered (the answer that brought it up) or None]
+    blocks: dict[str, list[float | None]] = field(default_factory=dict)
+    targets: dict[Target, None] = field(default_factory=dict)  # down web/DNS targets (ordered)
+    resumed_targets: dict[str, list[str]] = field(default_factory=dict)
+    kinds: dict[str, _KindEvidence] = field(default_factory=dict)
+    blind: list[list[float | None]] = field(default_factory=list)
+    resumed: list[float] = field(default_factory=list)
+    recovered_at: float | None = None
+    closing_since: float | None = None
+    signals: JSON = field(default_factory=dict)
+    extra_evidence: JSON = field(default_factory=dict)
+
+    @property
+    def phase(self) -> str:
+        return self.phases[-1][0]
+
+    def add_phase(self, kind: str, start: float) -> None:
+        start = max(start, self.phases[-1][1]) if self.phases else start
+        self.phases.append((kind, start))
+        if len(self.phases) > _MAX_PHASES:
+            del self.phases[1]  # keep the first phase: it says how it began
+            self.phases_dropped += 1
+
+
+# --- the vantage --------------------------------------------------------------------------------
+
+
+class _Vantage:
+    def __init__(self, params: DetectionParams, controls: Sequence[Target]) -> None:
+        self.params = params
+        self.keys = {t.key for t in controls}
+        self.healthy = True
+        self.last_ok_started = _NEVER
+        self.fail_run_start: float | None = None
+        self.failed_since_ok: set[str] = set()
+        self.latest: dict[str, tuple[float, bool]] = {}
+        self.window = _Window(params.degraded_window)
+        self.onset: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys)
+
+    def observe(self, r: ProbeResult) -> None:
+        key, t = r.target.key, r.started
+        prev = self.latest.get(key)
+        if prev is None or t >= prev[0]:
+            self.latest[key] = (t, r.ok)
+        self.window.add(t, not r.ok)
+        if r.ok:
+            if t > self.last_ok_started:
+                self.last_ok_started = t
+                self.failed_since_ok.clear()
+                self.fail_run_start = None
+        elif t > self.last_ok_started:
+            self.failed_since_ok.add(key)
+            if self.fail_run_start is None or t < self.fail_run_start:
+                self.fail_run_start = t
+
+    def bad(self, now: float) -> bool:
+        need = min(self.params.vantage_min_failures, max(1, len(self.keys)))
+        if len(self.failed_since_ok) >= need:
+            return True
+        recent = [ok for t, ok in self.latest.values() if now - t <= self.params.vantage_window]
+        fails = sum(1 for ok in recent if not ok)
+        return fails >= need and 2 * fails > len(recent)
+
+    def confirms(self, start: float) -> bool:
+        """A control probe sent at or after `start` was answered: our uplink worked then."""
+        return not self.enabled or self.last_ok_started >= start
+
+    def control_loss(self, now: float) -> float | None:
+        self.window.expire(now)
+        return self.window.loss()
+
+
+# --- the entity ------------------------------------------------------------------------------
+
+
+class _Entity:
+    def __init__(self, spec: EntitySpec, params: DetectionParams, now: float) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.targets: dict[Target, _TargetState] = {}
+        self.by_key: dict[str, _TargetState] = {}
+        self.blocks: dict[IPNetwork, BlockBelief] = {}
+        self.probe_for: dict[IPAddress, Target] = {}  # extra-probe target of an address
+        self.kind_ev: dict[Kind, _KindEvidence] = {}
+        self.loss = _Loss(_Window(params.degraded_window))
+        self.bgp: dict[str, _Prefix] = {}
+        self.state = State.UNKNOWN
+        self.since = now
+        self.signals: JSON = {}
+        self.event: _Event | None = None
+        self.dirty = True
+        self.pending = False
+        self.blind_onset: float | None = None
+        self.configure(spec, params)
+
+    def configure(self, spec: EntitySpec, params: DetectionParams) -> None:
+        """(Re)build the target tables, keeping the state of what stays."""
+        self.spec = spec
+        bp = params.belief()
+        old_targets, old_blocks = self.targets, self.blocks
+        self.targets, self.blocks, self.probe_for = {}, {}, {}
+        for t in spec.targets:
+            addr = target_address(t)
+            block = None
+            if addr is not None:
+                net = block_of(addr)
+                block = self.blocks.get(net) or old_blocks.get(net)
+                if block is None:
+                    block = BlockBelief(net, bp)
+                block.params = bp
+                self.blocks[net] = block
+                if isinstance(t, IcmpTarget) or (
+                    isinstance(t, TcpTarget)
+                    and not isinstance(self.probe_for.get(addr), IcmpTarget)
+                ):
+                    self.probe_for[addr] = t
+            ts = old_targets.get(t)
+            if ts is None:
+                ts = _TargetState(t, addr, block, Hysteresis(params.down_after, params.up_after))
+            ts.block = block
+            ts.hyst.down_after, ts.hyst.up_after = params.down_after, params.up_after
+            self.targets[t] = ts
+            self.kind_ev.setdefault(t.kind, _KindEvidence())
+        self.by_key = {t.key: ts for t, ts in self.targets.items()}
+        self.loss.window.width = params.degraded_window
+        self.dirty = True
+
+
+# --- the detector ------------------------------------------------------------------------------
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Detector:
+    def __init__(
+        self,
+        params: DetectionParams | None = None,
+        entities: Sequence[EntitySpec] = (),
+        controls: Sequence[Target] = (),
+        *,
+        now: float = 0.0,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.params = params or DetectionParams()
+        self._new_id = new_id
+        self._entities: dict[str, _Entity] = {}
+        self._vantage = _Vantage(self.params, controls)
+        self.reconfigure(self.params, entities, controls, now)
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def reconfigure(
+        self,
+        params: DetectionParams,
+        entities: Sequence[EntitySpec],
+        controls: Sequence[Target],
+        now: float,
+    ) -> list[Change]:
+        """Apply a new configuration (SIGHUP), keeping what is known of what stays. Entities
+        that went away have their open event closed at `now` (returned)."""
+        self.params = params
+        v = self._vantage
+        v.params = params
+        v.keys = {t.key for t in controls}
+        v.latest = {k: x for k, x in v.latest.items() if k in v.keys}
+        v.failed_since_ok &= v.keys
+        v.window.width = params.degraded_window
+        changes: list[Change] = []
+        new: dict[str, _Entity] = {}
+        for spec in entities:
+            e = self._entities.get(spec.name)
+            if e is None:
+                e = _Entity(spec, params, now)
+            else:
+                e.configure(spec, params)
+            new[spec.name] = e
+        for name, e in self._entities.items():
+            if name not in new and e.event is not None:
+                rec = self._record(e, e.event, end=now)
+                changes.append(EventClosed(_note(rec, "entity removed from the configuration")))
+        self._entities = new
+        return changes
+
+    # --- input -------------------------------------------------------------------------------
+
+    def observe(self, entity: str | None, result: ProbeResult, now: float) -> list[Change]:
+        """One probe result (every one: scheduled, re-probe, extra). `entity=None`: a control."""
+        if entity is None:
+            return self._observe_control(result, now)
+        e = self._entities.get(entity)
+        if e is None:
+            return []
+        ts = e.targets.get(result.target)
+        if ts is None:
+            return []
+        t = result.started
+        healthy = self._vantage.healthy
+        ts.record(result.ok, t)
+        e.kind_ev[result.kind].record(result)
+        answered = result.ok or result.reason in ANSWERED
+        block, addr = ts.block, ts.address
+        if block is not None and addr is not None:
+            if block.observe(addr, answered, t, learn=healthy):
+                e.dirty = True
+            if healthy and block.state is not BlockState.DOWN and block.is_responsive(addr):
+                rtt = result.rtt if result.ok and result.kind is Kind.ICMP else None
+                e.loss.window.add(t, not answered, rtt)
+        if e.dirty and healthy:
+            return self._evaluate(e, now)
+        return []
+
+    def observe_round(self, entity: str, target: Target, ok: bool, now: float) -> list[Change]:
+        """A target's outcome for one round after its re-probes (drives its hysteresis)."""
+        e = self._entities.get(entity)
+        ts = e.targets.get(target) if e is not None else None
+        if e is None or ts is None or not self._vantage.healthy:
+            return []  # hysteresis is frozen while our own vantage is blind
+        if not ts.hyst.update(ok):
+            return []
+        if ts.hyst.up:
+            ts.up_evidence = ts.ok_start if ts.ok_start is not None else now
+        else:
+            ts.down_evidence = ts.fail_start if ts.fail_start is not None else now
+        e.dirty = True
+        changes: list[Change] = [TargetChanged(entity, target, ts.hyst.up, now)]
+        return changes + self._evaluate(e, now)
+
+    def observe_bgp(self, entity: str, prefix: str, ratio: float, now: float) -> list[Change]:
+        """The share of route-collector peers that see `prefix` (an entity's announcement)."""
+        e = self._entities.get(entity)
+        if e is None:
+            return []
+        p = e.bgp.setdefault(prefix, _Prefix())
+        p.ratio = ratio
+        lost = ratio < self.params.bgp_lost_ratio
+        withdrawn = ratio < self.params.bgp_withdrawn_ratio
+        if lost and p.lost_since is None:
+            p.lost_since = now
+        elif not lost and p.lost_since is not None:
+            p.lost_since = None
+            p.restored_at = now
+        if withdrawn and p.withdrawn_since is None:
+            p.withdrawn_since = now
+        elif not withdrawn:
+            p.withdrawn_since = None
+        e.dirty = True
+        return self._evaluate(e, now) if self._vantage.healthy else []
+
+    def tick(self, now: float) -> list[Change]:
+        """Time-based rules; call about once a second."""
+        changes = self._check_vantage(now)
+        if not self._vantage.healthy:
+            return changes
+        control_loss = self._vantage.control_loss(now)
+        for e in self._entities.values():
+            self._tick_loss(e, now, control_loss)
+            if e.dirty or e.pending or self._timers_running(e):
+                changes += self._evaluate(e, now)
+        return changes
+
+    @staticmethod
+    def _timers_running(e: _Entity) -> bool:
+        """Whether a time-based rule may change the entity's verdict without a new result."""
+        if e.event is not None or e.state is not State.UP:
+            return True
+        if any(p.lost_since is not None or p.withdrawn_since is not None for p in e.bgp.values()):
+            return True
+        return any(b.state is BlockState.DOWN for b in e.blocks.values())
+
+    def wanted_probes(self, now: float) -> list[tuple[str, Target]]:
+        """Extra probes worth sending now (blocks in a failure run): (entity, target). The
+        caller enforces the rate budget; each address is asked for at most once per
+        `negative_spacing`."""
+        if not self._vantage.healthy:
+            return []
+        out: list[tuple[str, Target]] = []
+        cap = self.params.extra_max
+        for e in self._entities.values():
+            # A block going down is often the first sign of a blackout: check the others now.
+            check = any(
+                b.state in (BlockState.DOWN, BlockState.UNCERTAIN) for b in e.blocks.values()
+            )
+            for block in e.blocks.values():
+                if len(out) >= cap:
+                    return out
+                if not (block.in_failure_run or check):
+                    continue
+                limit = min(self.params.extra_per_block, cap - len(out))
+                for addr in block.wanted(now, e.probe_for, limit, check):
+                    out.append((e.name, e.probe_for[addr]))
+        return out
+
+    # --- output ------------------------------------------------------------------------------
+
+    @property
+    def vantage_healthy(self) -> bool:
+        return self._vantage.healthy
+
+    def entity_state(self, entity: str) -> State:
+        return self._entities[entity].state
+
+    def status(self, now: float | None = None) -> JSON:
+        """The `/api/v1/status` document. With `now`, the signals are measured afresh (the
+        state is the last one decided); without, they are those of the last evaluation."""
+        entities = []
+        for e in self._entities.values():
+            signals = dict(e.signals)
+            if now is not None and self._vantage.healthy:
+                signals = dict(fuse(self._inputs(e, now), self.params).signals)
+            if e.event is not None:
+                ev = e.event
+                signals["event"] = {"id": ev.id, "kind": ev.kind.value, "start": iso(ev.start)}
+            entities.append(
+                {"name": e.name, "state": e.state.value, "since": iso(e.since), "signals": signals}
+            )
+        return {"vantage_healthy": self._vantage.healthy, "entities": entities}
+
+    def block_beliefs(self) -> list[tuple[str, str, float]]:
+        """(entity, block, belief) of every known block, for the `block_belief` gauge."""
+        return [
+            (e.name, str(net), round(b.belief, 6))
+            for e in self._entities.values()
+            for net, b in e.blocks.items()
+            if b.known
+        ]
+
+    def open_events(self) -> list[EventRecord]:
+        return [self._record(e, e.event) for e in self._entities.values() if e.event is not None]
+
+    # --- resume ------------------------------------------------------------------------------
+
+    def resume(self, events: Iterable[EventRecord], now: float) -> list[Change]:
+        """Continue events left open at a crash or stop (from the store). Events of entities no
+        longer configured, and duplicates, are closed at `now` (returned, with a note)."""
+        changes: list[Change] = []
+        for rec in sorted(events, key=lambda r: r.start):
+            if rec.end is not None:
+                continue
+            e = self._entities.get(rec.entity)
+            if e is None:
+                closed = replace(rec, end=max(now, rec.start))
+                changes.append(EventClosed(_note(closed, "entity no longer configured")))
+                continue
+            if e.event is not None:
+                closed = replace(rec, end=max(now, rec.start))
+                changes.append(EventClosed(_note(closed, "duplicate open event")))
+                continue
+            ev = _event_from_record(rec)
+            ev.resumed.append(now)
+            e.event = ev
+            changes += self._seed(e, ev, rec, now)
+            e.dirty = True
+        return changes
+
+    def _seed(self, e: _Entity, ev: _Event, rec: EventRecord, now: float) -> list[Change]:
+        changes: list[Change] = []
+        for net_s, (first, recovered) in ev.blocks.items():
+            if recovered is not None:
+                continue
+            try:
+                net = ipaddress.ip_network(net_s)
+            except ValueError:
+                continue
+            block = e.blocks.get(net)
+            if block is None or block.known:
+                continue
+            addrs = {ts.address for ts in e.targets.values() if ts.address in net}
+            block.seed_down(
+                (a for a in addrs if a is not None), first if first is not None else rec.start
+            )
+        for keys in ev.resumed_targets.values():
+            for key in keys:
+                ts = e.by_key.get(key)
+                if ts is None or not ts.hyst.up:
+                    continue
+                ts.hyst = Hysteresis(self.params.down_after, self.params.up_after, up=False)
+                ts.ever_ok = True
+                ts.down_evidence = rec.start
+                ev.targets[ts.target] = None
+                changes.append(TargetChanged(e.name, ts.target, False, now))
+        return changes
+
+    # --- vantage -----------------------------------------------------------------------------
+
+    def _observe_control(self, result: ProbeResult, now: float) -> list[Change]:
+        v = self._vantage
+        if result.target.key not in v.keys:
+            return []
+        v.observe(result)
+        changes = self._check_vantage(now)
+        if result.ok and v.healthy:
+            for e in self._entities.values():
+                if e.pending:
+                    changes += self._evaluate(e, now)
+        return changes
+
+    def _check_vantage(self, now: float) -> list[Change]:
+        v = self._vantage
+        if not v.enabled:
+            return []
+        bad = v.bad(now)
+        if bad and v.healthy:
+            return self._enter_blind(now)
+        if not bad and not v.healthy:
+            return self._leave_blind(now)
+        return []
+
+    def _enter_blind(self, now: float) -> list[Change]:
+        v = self._vantage
+        v.healthy = False
+        onset = v.fail_run_start if v.fail_run_start is not None else now
+        v.onset = onset
+        changes: list[Change] = [VantageChanged(False, now)]
+        for e in self._entities.values():
+            e.blind_onset = onset
+            e.pending = False
+            if e.event is not None:
+                e.event.blind.append([onset, None])
+            if e.state is not State.UNKNOWN:
+                changes.append(StateChanged(e.name, e.state, State.UNKNOWN, now, now, e.signals))
+                e.state, e.since = State.UNKNOWN, now
+            e.signals = dict(e.signals, vantage_healthy=False)
+        return changes
+
+    def _leave_blind(self, now: float) -> list[Change]:
+        v = self._vantage
+        v.healthy = True
+        changes: list[Change] = [VantageChanged(True, now)]
+        p = self.params
+        for e in self._entities.values():
+            onset = e.blind_onset if e.blind_onset is not None else now
+            e.blind_onset = None
+            for block in e.blocks.values():
+                kept = block.state is BlockState.DOWN and block.state_since < onset
+                if not kept:
+                    block.reset(now)
+            for ts in e.targets.values():
+                was_down = not ts.hyst.up
+                kept = was_down and ts.down_evidence is not None and ts.down_evidence < onset
+                ts.hyst = Hysteresis(p.down_after, p.up_after, up=not was_down or kept)
+                if ts.fail_start is not None and ts.fail_start >= onset:
+                    ts.fail_start = None
+                if was_down and not kept:
+                    ts.up_evidence = now
+                    changes.append(TargetChanged(e.name, ts.target, True, now))
+            for ke in e.kind_ev.values():
+                if ke.first_failed is not None and ke.first_failed[1] >= onset:
+                    ke.first_failed = None
+            e.loss.window.clear()
+            e.loss.high_since = e.loss.high_start = None
+            if e.event is not None and e.event.blind and e.event.blind[-1][1] is None:
+                e.event.blind[-1][1] = now
+            e.dirty = True
+            changes += self._evaluate(e, now)
+        return changes
+
+    # --- evaluation --------------------------------------------------------------------------
+
+    def _tick_loss(self, e: _Entity, now: float, control_loss: float | None) -> None:
+        lo = e.loss
+        w = lo.window
+        w.expire(now)
+        view = self._loss_view(e, control_loss)
+        high = loss_is_high(view, self.params)
+        if high and lo.high_since is None:
+            lo.high_since = now
+            lo.high_start = next((t for t, lost in w.samples if lost), now)
+        elif not high and lo.high_since is not None:
+            lo.high_since = lo.high_start = None
+            lo.cleared_at = now
+        if (
+            not high
+            and e.state is State.UP
+            and e.event is None
+            and view.samples >= self.params.degraded_min_samples
+        ):
+            a = 1.0
+            if lo.learned_at is not None:
+                a = 1.0 - math.exp(-max(0.0, now - lo.learned_at) / self.params.normal_tau)
+            lo.learned_at = now
+            if view.loss is not None:
+                lo.loss_normal = (
+                    view.loss
+                    if lo.loss_normal is None
+                    else lo.loss_normal + a * (view.loss - lo.loss_normal)
+                )
+            if view.rtt is not None:
+                lo.rtt_normal = (
+                    view.rtt
+                    if lo.rtt_normal is None
+                    else lo.rtt_normal + a * (view.rtt - lo.rtt_normal)
+                )
+        if lo.high_since is not None:
+            e.dirty = True  # the degraded duration is running
+
+    def _loss_view(self, e: _Entity, control_loss: float | None) -> LossView:
+        lo = e.loss
+        return LossView(
+            samples=len(lo.window.samples),
+            loss=lo.window.loss(),
+            rtt=lo.window.rtt(),
+            loss_normal=lo.loss_normal,
+            rtt_normal=lo.rtt_normal,
+            control_loss=control_loss,
+            high_since=lo.high_since,
+            high_start=lo.high_start,
+        )
+
+    def _inputs(self, e: _Entity, now: float) -> FusionInputs:
+        blocks = [
+            BlockView(str(net), b.state, b.belief, b.state_since, b.fail_start)
+            for net, b in e.blocks.items()
+        ]
+        answering = _answering_since(e)
+        kinds: dict[Kind, list[int]] = {}
+        fails: dict[Kind, float] = {}
+        for ts in e.targets.values():
+            k = ts.target.kind
+            c = kinds.setdefault(k, [0, 0, 0, 0, 0])
+            c[0] += 1
+            if ts.ever_ok:
+                c[1] += 1
+                if not ts.hyst.up:
+                    c[2] += 1
+                    c[3] += ts.last_fail >= answering
+                    c[4] += max(ts.last_fail, ts.last_ok) < answering
+                    start = ts.down_evidence if ts.down_evidence is not None else now
+                    fails[k] = min(fails.get(k, start), start)
+        views = {k: KindView(c[0], c[1], c[2], fails.get(k), c[3], c[4]) for k, c in kinds.items()}
+        bgp = {p: PrefixView(x.ratio, x.lost_since, x.withdrawn_since) for p, x in e.bgp.items()}
+        return FusionInputs(
+            now=now,
+            vantage_healthy=self._vantage.healthy,
+            blocks=blocks,
+            kinds=views,
+            loss=self._loss_view(e, self._vantage.window.loss()),
+            bgp=bgp,
+        )
+
+    def _evaluate(self, e: _Entity, now: float) -> list[Change]:
+        if not self._vantage.healthy:
+            return []
+        e.dirty = False
+        res = fuse(self._inputs(e, now), self.params)
+        e.signals = res.signals
+        ev = e.event
+        live = ev is not None and ev.closing_since is None
+        confirmed: dict[EventKind, float] = {}
+        e.pending = False
+        for kind, start in res.issues.items():
+            if (live and ev is not None and kind in ev.issues_seen) or self._vantage.confirms(
+                start
+            ):
+                confirmed[kind] = start
+            else:
+                e.pending = True
+        if e.pending:
+            return []  # wait for a control probe sent after the first failure to answer
+        if res.settling and not confirmed and live:
+            return []  # the network is back; are web/DNS? known within about a round
+        changes: list[Change] = []
+        if res.state is not e.state:
+            if e.state is State.DOWN:
+                # The window is full of the outage's silence: loss is measured afresh.
+                e.loss.window.clear()
+                e.loss.high_since = e.loss.high_start = None
+            since = min(confirmed.values()) if confirmed else now
+            if res.state is State.UP and ev is not None and confirmed == {}:
+                since = self._recovery_time(e, ev, now)
+            changes.append(StateChanged(e.name, e.state, res.state, now, since, res.signals))
+            e.state, e.since = res.state, since
+        changes += self._event_step(e, confirmed, res.signals, now)
+        return changes
+
+    def _event_step(
+        self, e: _Entity, issues: dict[EventKind, float], signals: JSON, now: float
+    ) -> list[Change]:
+        ev = e.event
+        top = max(issues, key=SEVERITY.__getitem__) if issues else None
+        if ev is None:
+            if top is None:
+                return []
+            start = min(issues.values())
+            ev = _Event(self._new_id(), top, start, [(top.value, start)])
+            e.event = ev
+            self._track(e, ev, issues, signals)
+            return [EventOpened(self._record(e, ev))]
+
+        if top is None:
+            if e.state is not State.UP:
+                return []  # unknown: hold until the truth is known
+            if ev.closing_since is None:
+                self._track(e, ev, issues, signals)
+                ev.recovered_at = self._recovery_time(e, ev, now)
+                ev.closing_since = now
+                ev.add_phase(_RECOVERED, ev.recovered_at)
+                if self.params.merge_gap <= 0:
+                    return self._close(e, ev)
+                return [EventUpdated(self._record(e, ev), ev.kind)]
+            if now - ev.closing_since >= self.params.merge_gap:
+                return self._close(e, ev)
+            return []
+
+        previous = ev.kind
+        changed = False
+        if ev.closing_since is not None:  # relapse within merge_gap: the same incident
+            ev.closing_since = None
+            ev.recovered_at = None
+            changed = True
+        if top.value != ev.phase:
+            current = EventKind(ev.phase) if ev.phase != _RECOVERED else None
+            if current is None or SEVERITY[top] > SEVERITY[current]:
+                start = issues[top]  # backdated to the first failure of the new issue
+            elif current in _NETWORK_ISSUES:
+                # The network came back but something else is still down: the phase starts
+                # with the first answer of the network.
+                start = _answering_since(e)
+                start = start if ev.phases[-1][1] < start <= now else now
+            else:
+                start = now
+            ev.add_phase(top.value, start)
+            changed = True
+        if SEVERITY[top] > SEVERITY[ev.kind]:
+            ev.kind = top
+            changed = True
+        self._track(e, ev, issues, signals)
+        if changed:
+            return [EventUpdated(self._record(e, ev), previous)]
+        return []
+
+    def _close(self, e: _Entity, ev: _Event) -> list[Change]:
+        end = ev.recovered_at if ev.recovered_at is not None else ev.start
+        e.event = None
+        return [EventClosed(self._record(e, ev, end=end))]
+
+    def _track(self, e: _Entity, ev: _Event, issues: dict[EventKind, float], signals: JSON) -> None:
+        """Fold the entity's current evidence into the open event."""
+        ev.issues_seen |= set(issues)
+        ev.signals = signals
+        implicated: set[Kind] = set()
+        if ev.issues_seen & (_NETWORK_ISSUES | {EventKind.DEGRADED}):
+            implicated = set(e.kind_ev)
+        if EventKind.WEB in ev.issues_seen:
+            implicated.add(Kind.HTTP)
+        if EventKind.DNS in ev.issues_seen:
+            implicated.add(Kind.DNS)
+        for kind, ke in e.kind_ev.items():
+            rec = ev.kinds.setdefault(kind.value, _KindEvidence())
+            if rec.first_failed is None:
+                rec.last_good = ke.last_good
+                if kind in implicated:
+                    rec.first_failed = ke.first_failed
+        if issues.keys() & {EventKind.BLACKOUT, EventKind.PARTIAL, EventKind.ROUTING}:
+            for net, b in e.blocks.items():
+                if b.state is BlockState.DOWN:
+                    first = b.fail_start if b.fail_start is not None else b.state_since
+                    ev.blocks.setdefault(str(net), [first, None])[1] = None
+        for net_s, entry in ev.blocks.items():
+            blk = e.blocks.get(ipaddress.ip_network(net_s))
+            if blk is not None and blk.state is BlockState.UP and entry[1] is None:
+                entry[1] = blk.state_since
+        for issue, kind in ((EventKind.WEB, Kind.HTTP), (EventKind.DNS, Kind.DNS)):
+            if issue in issues:
+                for ts in e.targets.values():
+                    if ts.target.kind is kind and ts.ever_ok and not ts.hyst.up:
+                        ev.targets[ts.target] = None
+
+    def _recovery_time(self, e: _Entity, ev: _Event, now: float) -> float:
+        """The first answer of the last component of the event to recover."""
+        cands: list[float] = []
+        for net_s in ev.blocks:
+            b = e.blocks.get(ipaddress.ip_network(net_s))
+            if b is not None and b.state is BlockState.UP:
+                cands.append(b.state_since)
+        for t in ev.targets:
+            ts = e.targets.get(t)
+            if ts is not None and ts.hyst.up and ts.up_evidence is not None:
+                cands.append(ts.up_evidence)
+        if EventKind.DEGRADED in ev.issues_seen and e.loss.cleared_at is not None:
+            cands.append(e.loss.cleared_at)
+        if ev.issues_seen & {EventKind.ROUTING, EventKind.PARTIAL, EventKind.BLACKOUT}:
+            cands += [p.restored_at for p in e.bgp.values() if p.restored_at is not None]
+        end = max(cands) if cands else now
+        return min(max(end, ev.start), now)
+
+    def _record(self, e: _Entity, ev: _Event, end: float | None = None) -> EventRecord:
+        phases = []
+        for i, (kind, start) in enumerate(ev.phases):
+            nxt = ev.phases[i + 1][1] if i + 1 < len(ev.phases) else end
+            phases.append({"kind": kind, "start": iso(start), "end": iso_or_none(nxt)})
+        if phases and phases[-1]["kind"] == _RECOVERED:
+            phases[-1]["end"] = None
+            if end is not None:
+                phases.pop()
+        signals = dict(ev.signals)
+        signals["phases"] = phases
+        if ev.phases_dropped:
+            signals["phases_dropped"] = ev.phases_dropped
+        signals["recovered_at"] = iso_or_none(ev.recovered_at if end is None else end)
+        kinds: JSON = {}
+        order: list[tuple[float, str]] = []
+        for kind, ke in sorted(ev.kinds.items()):
+            lg, ff = ke.last_good, ke.first_failed
+            kinds[kind] = {
+                "last_good": None if lg is None else {"target": lg[0], "time": iso(lg[1])},
+                "first_failed": None
+                if ff is None
+                else {"target": ff[0], "time": iso(ff[1]), "reason": ff[2], "detail": ff[3]},
+            }
+            if ff is not None:
+                order.append((ff[1], kind))
+        targets_down: dict[str, list[str]] = {k: list(v) for k, v in ev.resumed_targets.items()}
+        for t in ev.targets:
+            keys = targets_down.setdefault(t.kind.value, [])
+            if t.key not in keys and len(keys) < _MAX_LISTED_TARGETS:
+                keys.append(t.key)
+        evidence: JSON = dict(ev.extra_evidence)
+        evidence.update(
+            {
+                "kinds": kinds,
+                "failure_order": [k for _, k in sorted(order)],
+                "blocks": [
+                    {"block": b, "first_failed": iso_or_none(f), "recovered": iso_or_none(r)}
+                    for b, (f, r) in ev.blocks.items()
+                ],
+                "targets_down": targets_down,
+                "vantage_blind": [
+                    {"start": iso_or_none(s), "end": iso_or_none(x)} for s, x in ev.blind
+                ],
+                "resumed_at": [iso(t) for t in ev.resumed],
+            }
+        )
+        return EventRecord(ev.id, e.name, ev.kind, ev.start, end, signals, evidence)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+_NETWORK_ISSUES = frozenset({EventKind.BLACKOUT, EventKind.PARTIAL, EventKind.ROUTING})
+
+
+def _answering_since(e: _Entity) -> float:
+    """Since when the entity's network has answered: when its longest-up block came up."""
+    return min(
+        (b.state_since for b in e.blocks.values() if b.state is BlockState.UP), default=_NEVER
+    )
+
+
+def _note(rec: EventRecord, note: str) -> EventRecord:
+    return replace(rec, signals=dict(rec.signals, closed_because=note))
+
+
+def _t(value: Any) -> float | None:
+    if not isinstance(value, str | int | float):
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def _event_from_record(rec: EventRecord) -> _Event:
+    """Rebuild the detector's view of a stored open event."""
+    sig, evid = rec.signals, rec.evidence
+    ev = _Event(rec.id, rec.kind, rec.start, [])
+    for ph in sig.get("phases") or []:
+        if isinstance(ph, dict):
+            start = _t(ph.get("start"))
+            kind = ph.get("kind")
+            if start is not None and isinstance(kind, str) and kind != _RECOVERED:
+                ev.phases.append((kind, start))
+    if not ev.phases:
+        ev.phases.append((rec.kind.value, rec.start))
+    dropped = sig.get("phases_dropped")
+    ev.phases_dropped = dropped if isinstance(dropped, int) else 0
+    ev.issues_seen = {rec.kind}
+    for k, _ in ev.phases:
+        with contextlib.suppress(ValueError):
+            ev.issues_seen.add(EventKind(k))
+    ev.signals = {
+        k: v for k, v in sig.items() if k not in ("phases", "phases_dropped", "recovered_at")
+    }
+    for b in evid.get("blocks") or []:
+        if isinstance(b, dict) and isinstance(b.get("block"), str):
+            ev.blocks[b["block"]] = [_t(b.get("first_failed")), _t(b.get("recovered"))]
+    for kind, keys in (evid.get("targets_down") or {}).items():
+        if isinstance(keys, list):
+            ev.resumed_targets[str(kind)] = [str(k) for k in keys]
+    for kind, d in (evid.get("kinds") or {}).items():
+        if not isinstance(d, dict):
+            continue
+        ke = _KindEvidence()
+        lg, ff = d.get("last_good"), d.get("first_failed")
+        if isinstance(lg, dict) and (t := _t(lg.get("time"))) is not None:
+            ke.last_good = (str(lg.get("target")), t)
+        if isinstance(ff, dict) and (t := _t(ff.get("time"))) is not None:
+            ke.first_failed = (
+                str(ff.get("target")),
+                t,
+                str(ff.get("reason")),
+                str(ff.get("detail")),
+            )
+        ev.kinds[str(kind)] = ke
+    for b in evid.get("vantage_blind") or []:
+        if isinstance(b, dict):
+            ev.blind.append([_t(b.get("start")), _t(b.get("end"))])
+    for t_s in evid.get("resumed_at") or []:
+        if (t := _t(t_s)) is not None:
+            ev.resumed.append(t)
+    known = {"kinds", "failure_order", "blocks", "targets_down", "vantage_blind", "resumed_at"}
+    ev.extra_evidence = {k: v for k, v in evid.items() if k not in known}
+    return ev

@@ -1,0 +1,187 @@
+"""The vocabulary of detection: entity states, event kinds, outage events and the changes the
+detector reports to the daemon. Pure data and time formatting, no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor.probes.base import Target
+
+JSON = dict[str, Any]
+
+
+class State(enum.StrEnum):
+    """An entity's state (the `state` label of `entity_state`)."""
+
+    UP = "up"
+    DEGRADED = "degraded"
+    PARTIAL = "partial"
+    DOWN = "down"
+    UNKNOWN = "unknown"
+
+
+class EventKind(enum.StrEnum):
+    """The kinds of outage event (the `kind` label of `outages_total`)."""
+
+    BLACKOUT = "blackout"
+    PARTIAL = "partial"
+    WEB = "web"
+    DNS = "dns"
+    DEGRADED = "degraded"
+    ROUTING = "routing"
+
+
+# An event's kind is the most severe of the issues seen during it (it escalates, never lowers).
+SEVERITY: Mapping[EventKind, int] = {
+    EventKind.DEGRADED: 1,
+    EventKind.WEB: 2,
+    EventKind.DNS: 3,
+    EventKind.PARTIAL: 4,
+    EventKind.ROUTING: 5,
+    EventKind.BLACKOUT: 6,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One outage event as stored and served. Times are epoch seconds (UTC); `end` is None
+    while the event is open. `signals` and `evidence` are JSON-ready (times as ISO strings)."""
+
+    id: str
+    entity: str
+    kind: EventKind
+    start: float
+    end: float | None
+    signals: JSON = field(default_factory=dict)
+    evidence: JSON = field(default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        return self.end is None
+
+    def duration(self, now: float | None = None) -> float | None:
+        """Seconds from start to end (or to `now` while open; None if open and no `now`)."""
+        end = self.end if self.end is not None else now
+        return None if end is None else round(max(0.0, end - self.start), 3)
+
+    def to_api(self, now: float | None = None) -> JSON:
+        """The `/api/v1/outages` shape; `duration_seconds` of an open event runs to `now`."""
+        return {
+            "id": self.id,
+            "entity": self.entity,
+            "kind": self.kind.value,
+            "start": iso(self.start),
+            "end": None if self.end is None else iso(self.end),
+            "duration_seconds": self.duration(now),
+            "signals": self.signals,
+            "evidence": self.evidence,
+        }
+
+
+# --- changes reported by the detector -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """An entity's state changed (set `entity_state`, log at INFO). `at` is when it was decided,
+    `since` the time of the evidence (first failure of the issue, or the recovering answer)."""
+
+    entity: str
+    old: State
+    new: State
+    at: float
+    since: float
+    signals: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class EventOpened:
+    """A new outage event (store it, `outages_total{kind}` += 1, `outage_active` = 1)."""
+
+    event: EventRecord
+
+
+@dataclass(frozen=True, slots=True)
+class EventUpdated:
+    """An open event changed: its kind escalated (`previous_kind` differs from `event.kind`),
+    a new phase began, or recovery started (`signals.recovered_at`). Store it."""
+
+    event: EventRecord
+    previous_kind: EventKind
+
+    @property
+    def escalated(self) -> bool:
+        return self.previous_kind != self.event.kind
+
+
+@dataclass(frozen=True, slots=True)
+class EventClosed:
+    """The event ended (store it, `outage_active` = 0)."""
+
+    event: EventRecord
+
+
+@dataclass(frozen=True, slots=True)
+class VantageChanged:
+    """The controls answer again (healthy) or not (set `vantage_healthy`)."""
+
+    healthy: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TargetChanged:
+    """A target's up/down after hysteresis flipped (set `target_up`)."""
+
+    entity: str
+    target: Target
+    up: bool
+    at: float
+
+
+Change = StateChanged | EventOpened | EventUpdated | EventClosed | VantageChanged | TargetChanged
+
+
+# --- time ------------------------------------------------------------------------------------
+
+
+def iso(t: float) -> str:
+    """UTC ISO 8601 with a `Z`; milliseconds only when not zero (`2022-11-17T05:12:00.250Z`)."""
+    ms_total = round(t * 1000)
+    secs, ms = divmod(ms_total, 1000)
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{ms:03d}Z" if ms else f"{base}Z"
+
+
+def iso_or_none(t: float | None) -> str | None:
+    return None if t is None else iso(t)
+
+
+def parse_time(value: str | float | datetime) -> float:
+    """Epoch seconds from an ISO 8601 time (date only, `Z` or an offset; naive means UTC),
+    a `datetime` or a number. Raises ValueError with the offending text."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a time: {value!r}")
+        return float(value)
+    else:
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()

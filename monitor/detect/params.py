@@ -1,0 +1,97 @@
+"""Detection parameters: one flat dataclass, one field per `detection.*` configuration key.
+
+Durations are seconds, ratios 0..1. `__post_init__` rejects nonsense with a ValueError that
+names the field, so the configuration loader can report it at the key's line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from monitor.detect.belief import BeliefParams
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionParams:
+    # Per-target hysteresis: failed (successful) rounds, after re-probes, to go down (up).
+    down_after: int = 2
+    up_after: int = 2
+
+    # /24 block belief (see belief.py).
+    belief_up: float = 0.9
+    belief_down: float = 0.1
+    belief_min: float = 0.01
+    belief_max: float = 0.999
+    belief_noise: float = 1e-4
+    availability_initial: float = 0.8
+    availability_min: float = 0.3
+    availability_max: float = 0.8
+    availability_alpha: float = 0.02
+    # A negative of an address counts again only this long after its last counted one.
+    negative_spacing: float = 5.0
+    # An address leaves E(b) after this long without answering while its block answers.
+    responsive_ttl: float = 86400.0
+    # At most this many extra probes outstanding per uncertain block.
+    extra_per_block: int = 2
+    # At most this many extra probes asked for per call of `wanted_probes`.
+    extra_max: int = 50
+
+    # Fusion into an entity state.
+    partial_after: float = 60.0  # a block down this long (others up) makes a partial outage
+    routing_after: float = 30.0  # BGP visibility lost this long counts
+    bgp_lost_ratio: float = 0.5  # a prefix seen by fewer peers than this is lost
+    bgp_withdrawn_ratio: float = 0.1  # ... by fewer than this, withdrawn
+    degraded_window: float = 120.0  # loss and latency are measured over this window
+    degraded_after: float = 60.0  # ... and must stay high this long
+    degraded_loss: float = 0.7  # loss at least this ...
+    degraded_loss_margin: float = 0.3  # ... and this much above the learned normal
+    degraded_rtt_factor: float = 3.0  # median ICMP RTT at least this times normal ...
+    degraded_rtt_increase: float = 0.2  # ... and this many seconds above it
+    degraded_min_samples: int = 20
+    degraded_max_control_loss: float = 0.2  # not degraded when our controls lose this much
+    normal_tau: float = 3600.0  # time constant of the learned normal loss and RTT
+
+    # Vantage self-check from the control targets.
+    vantage_min_failures: int = 3  # distinct controls failing since the last control answer
+    vantage_window: float = 120.0  # majority rule over controls probed within this window
+
+    # Events.
+    merge_gap: float = 120.0  # an event closes only after this long without issues
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int | float) and value < 0:
+                raise ValueError(f"{f.name}: must not be negative")
+        if self.down_after < 1 or self.up_after < 1:
+            raise ValueError("down_after/up_after: must be at least 1")
+        if self.vantage_min_failures < 1:
+            raise ValueError("vantage_min_failures: must be at least 1")
+        if not 0 <= self.bgp_withdrawn_ratio <= self.bgp_lost_ratio <= 1:
+            raise ValueError(
+                "bgp_withdrawn_ratio: need 0 <= bgp_withdrawn_ratio <= bgp_lost_ratio <= 1"
+            )
+        for name in ("degraded_loss", "degraded_max_control_loss"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name}: must be at most 1")
+        if self.degraded_window <= 0 or self.normal_tau <= 0:
+            raise ValueError("degraded_window/normal_tau: must be positive")
+        try:
+            self.belief()
+        except ValueError as e:
+            raise ValueError(f"belief: {e}") from None
+
+    def belief(self) -> BeliefParams:
+        return BeliefParams(
+            up_threshold=self.belief_up,
+            down_threshold=self.belief_down,
+            belief_min=self.belief_min,
+            belief_max=self.belief_max,
+            noise=self.belief_noise,
+            availability_initial=self.availability_initial,
+            availability_min=self.availability_min,
+            availability_max=self.availability_max,
+            availability_alpha=self.availability_alpha,
+            negative_spacing=self.negative_spacing,
+            responsive_ttl=self.responsive_ttl,
+        )
