@@ -18,7 +18,7 @@ Semantics (documented here because detection and the dashboards depend on them):
   last route into W went away less than `recent` seconds ago (`recent=None`: since start).
   A withdrawal counts even if we never saw the announcement: the peer had the route until then.
   If every known peer withdrew longer ago than `recent`, the ratio is 0.0, not unknown.
-  `ratio()` is None only when no peer has ever been seen for W.
+  `ratio()` is None only when no peer has ever been seen for W (or fewer than `min_peers`).
 - RIS_PEER_STATE "down" means a collector's BGP session went down: that says nothing about
   DPRK, so the peer is forgotten (removed from numerator *and* denominator) instead of being
   counted as a withdrawal. It comes back with its next announcements (its table is re-sent).
@@ -94,8 +94,14 @@ def parse_prefix(text: str) -> IPNetwork:
     return ipaddress.ip_network(text.strip(), strict=False)
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+def _timestamp(v: object) -> float | None:
+    """Epoch seconds if `v` is a finite number of sane size (JSON ints can be huge)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    if isinstance(v, int) and abs(v) > 2**53:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
 
 
 def _asn(v: object) -> int | None:
@@ -197,7 +203,8 @@ def parse_ris_message(data: object) -> Update | PeerState | None:
         if name not in data:
             raise MessageError("missing_field", name)
     ts, peer, host = data["timestamp"], data["peer"], data["host"]
-    if not _is_number(ts) or not math.isfinite(ts):
+    when = _timestamp(ts)
+    if when is None:
         raise MessageError("bad_field", "timestamp")
     if not isinstance(host, str) or not normalise_host(host):
         raise MessageError("bad_field", "host")
@@ -207,7 +214,6 @@ def parse_ris_message(data: object) -> Update | PeerState | None:
         key = (normalise_host(host), normalise_peer(peer))
     except ValueError:
         raise MessageError("bad_field", "peer") from None
-    when = float(ts)
 
     if kind == "RIS_PEER_STATE":
         state = data.get("state")
@@ -267,11 +273,12 @@ def parse_snapshot(doc: object) -> list[SeedRoute]:
             return
         out.append(SeedRoute(key, net, parse_path(path) or ()))
 
-    for route in data.get("bgp_state") or ():
+    routes, rrcs = data.get("bgp_state"), data.get("rrcs")
+    for route in routes if isinstance(routes, list) else ():
         if isinstance(route, dict) and isinstance(route.get("source_id"), str):
             collector, _, peer = route["source_id"].partition("-")
             add(collector, peer, route.get("target_prefix"), route.get("path"))
-    for rrc in data.get("rrcs") or ():
+    for rrc in rrcs if isinstance(rrcs, list) else ():
         if isinstance(rrc, dict) and isinstance(rrc.get("peers"), list):
             for p in rrc["peers"]:
                 if isinstance(p, dict):
@@ -335,8 +342,8 @@ class _Tally:
     recent: set[PeerKey]
     last: dict[PeerKey, float]  # when each peer last saw the prefix (now if it still does)
 
-    def ratio(self) -> float | None:
-        if not self.last:
+    def ratio(self, min_peers: int = 1) -> float | None:
+        if len(self.last) < max(1, min_peers):
             return None
         return len(self.seeing) / len(self.recent) if self.recent else 0.0
 
@@ -363,11 +370,15 @@ class Visibility:
         recent: float | None = 86400.0,
         threshold: float = 0.5,
         storm_window: float = 600.0,
+        min_peers: int = 1,
     ) -> None:
         self.watched: tuple[IPNetwork, ...] = tuple(dict.fromkeys(_net(w) for w in watched))
         self.recent = recent
         self.threshold = threshold
         self.storm_window = storm_window
+        # Fewer known peers than this: ratio None. At start-up without a snapshot, the first
+        # message may come from one peer; 0/1 must not read as "withdrawn everywhere".
+        self.min_peers = min_peers
         self._routes: dict[IPNetwork, dict[PeerKey, Route]] = {}
         self._inside: dict[IPNetwork, set[IPNetwork]] = {w: set() for w in self.watched}
         self._by_peer: dict[PeerKey, set[IPNetwork]] = {}
@@ -504,7 +515,7 @@ class Visibility:
 
     def ratio(self, prefix: str | IPNetwork, now: float) -> float | None:
         """Peers seeing the watched prefix now / peers that saw it recently; None: none known."""
-        return self._watched_tally(prefix, now).ratio()
+        return self._watched_tally(prefix, now).ratio(self.min_peers)
 
     def counts(self, prefix: str | IPNetwork, now: float) -> tuple[int, int, int]:
         """(seeing now, seen recently, ever known) peers of a watched prefix."""
@@ -520,7 +531,8 @@ class Visibility:
             origins = frozenset(
                 r.origin for r in routes.values() if r.announced and r.origin is not None
             )
-            out[str(p)] = SpecificView(str(p), len(t.seeing), len(t.recent), t.ratio(), origins)
+            ratio = t.ratio(self.min_peers)
+            out[str(p)] = SpecificView(str(p), len(t.seeing), len(t.recent), ratio, origins)
         return out
 
     def origins(self, prefix: str | IPNetwork) -> collections.Counter[Origin]:
@@ -555,7 +567,7 @@ class Visibility:
         t = self._watched_tally(w, now)
         return PrefixStatus(
             prefix=str(w),
-            ratio=t.ratio(),
+            ratio=t.ratio(self.min_peers),
             seeing=len(t.seeing),
             recent=len(t.recent),
             known=len(t.last),
@@ -571,7 +583,7 @@ class Visibility:
 
     def _evaluate(self, w: IPNetwork, t: float) -> None:
         tally = self._tally(self._inside[w], t)
-        r = tally.ratio()
+        r = tally.ratio(self.min_peers)
         if r is None:
             return  # nothing known (e.g. every peer's session went down): keep what we had
         if r >= self.threshold:
@@ -609,6 +621,9 @@ OnChange = Callable[[str, float | None], None]
 
 class RisLiveClient:
     """Subscribes to the watched prefixes on RIS Live and keeps `visibility` current.
+
+    Stop it with `await client.close()`, then await the `run()` task (cancelling the task also
+    stops it, but only close() releases a session the client created).
 
     `run()` loops until cancelled or `close()`d: connect, subscribe, read, and on any failure
     reconnect with exponential backoff and jitter (reset once a connection stayed up
@@ -666,6 +681,7 @@ class RisLiveClient:
         self.messages = 0  # well-formed server messages handled
         self.updates = 0  # ris_message UPDATE / RIS_PEER_STATE applied
         self.last_message_time: float | None = None  # wall clock of the last frame received
+        self.last_bgp_time: float | None = None  # BGP timestamp of the last message applied
         self.junk: collections.Counter[str] = collections.Counter()
         self.errors = 0  # ris_error messages
         self.last_error: str | None = None
@@ -738,6 +754,7 @@ class RisLiveClient:
             if isinstance(msg, Update) and msg.bad_prefixes:
                 self.junk["bad_prefix"] += msg.bad_prefixes
             self.updates += 1
+            self.last_bgp_time = msg.time
             if isinstance(msg, PeerState):
                 log.info("ris_peer_state", collector=msg.peer[0], peer=msg.peer[1], state=msg.state)
             self._notify(self.visibility.apply(msg))
@@ -842,13 +859,13 @@ class RisLiveClient:
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     self.handle_frame(msg.data)
                 else:  # CLOSE, CLOSING, CLOSED, ERROR
-                    log.warning("ris_live_closed", type=msg.type.name, extra=str(msg.extra))
+                    if not self._closing.is_set():
+                        log.warning("ris_live_closed", type=msg.type.name, extra=str(msg.extra))
                     return
         finally:
             if pinger is not None:
                 pinger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinger
+                await asyncio.wait({pinger})  # unlike `await pinger`, keeps our own cancellation
             await ws.close()
 
     @property
@@ -886,19 +903,18 @@ class RisLiveClient:
         self._last_snapshot = time.monotonic()
         seeded = 0
         for prefix in self.subscriptions:
-            url = self.snapshot_url.format(prefix=quote(prefix, safe="/:"))
             try:
+                url = self.snapshot_url.format(prefix=quote(prefix, safe="/:"))
                 async with asyncio.timeout(self.snapshot_timeout):
                     async with self._session.get(url) as resp:
                         resp.raise_for_status()
-                        doc = await resp.json(content_type=None)
+                        routes = parse_snapshot(await resp.json(content_type=None))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # any failure: the live feed still works without it
                 self.snapshot_failures += 1
                 log.warning("bgp_snapshot_failed", prefix=prefix, error=repr(e))
                 continue
-            routes = parse_snapshot(doc)
             touched = self.visibility.seed(routes, self._clock())
             seeded += len(routes)
             self._notify(touched)

@@ -133,6 +133,11 @@ def test_parse_rejects_unusable_data_with_category() -> None:
         ({"type": "FOO"}, "unknown_type"),
         ({"type": "UPDATE", "timestamp": "x", "peer": "192.0.2.1", "host": "rrc00"}, "bad_field"),
         ({"type": "UPDATE", "timestamp": 1.0, "peer": "nope", "host": "rrc00"}, "bad_field"),
+        ({"type": "UPDATE", "timestamp": 10**400, "peer": "192.0.2.1", "host": "r"}, "bad_field"),
+        (
+            {"type": "UPDATE", "timestamp": float("inf"), "peer": "192.0.2.1", "host": "r"},
+            "bad_field",
+        ),
         (
             {
                 "type": "UPDATE",
@@ -166,6 +171,16 @@ def test_ratio_is_none_when_no_peer_known() -> None:
     vis = Visibility([WATCHED])
     assert vis.ratio(WATCHED, T0) is None
     assert vis.withdrawal_time(WATCHED) is None
+
+
+def test_min_peers_keeps_ratio_unknown_on_thin_evidence() -> None:
+    """With min_peers, one peer's withdrawal at start-up is unknown, not "withdrawn"."""
+    vis = Visibility([WATCHED], min_peers=3)
+    vis.withdraw(key(PEERS[0]), SLASH24[0], T0)
+    assert vis.ratio(WATCHED, T0) is None and vis.withdrawal(WATCHED) is None
+    vis.announce(key(PEERS[1]), SLASH24[0], T0 + 1)
+    vis.announce(key(PEERS[2]), SLASH24[0], T0 + 2)
+    assert vis.ratio(WATCHED, T0 + 3) == pytest.approx(2 / 3)
 
 
 def test_announcements_and_withdrawals_in_one_update() -> None:
@@ -335,7 +350,8 @@ def test_parse_snapshot_bgp_state_and_looking_glass() -> None:
     assert [(r.peer, r.path) for r in parse_snapshot(lg)] == [
         (("rrc06", "192.0.2.9"), (2497, 4837, 131279))
     ]
-    assert parse_snapshot("nonsense") == [] and parse_snapshot({"data": None}) == []
+    for junk in ("nonsense", {"data": None}, {"data": {"bgp_state": 5, "rrcs": "x"}}):
+        assert parse_snapshot(junk) == []
 
 
 def test_client_url_adds_client_name_once() -> None:
@@ -651,7 +667,7 @@ _ris_data = st.fixed_dictionaries(
     {},
     optional={
         "type": st.sampled_from(["UPDATE", "RIS_PEER_STATE", "KEEPALIVE", "OPEN", "X"]) | _json,
-        "timestamp": st.floats() | st.integers() | _json,
+        "timestamp": st.floats() | st.integers() | st.sampled_from([10**400, -1, 0]) | _json,
         "peer": st.sampled_from(["192.0.2.1", "2001:db8::1", "999.1.1.1", ""]) | _json,
         "host": st.sampled_from(["rrc00", "rrc25.ripe.net", "", ".", "²"]) | _json,
         "peer_asn": st.sampled_from(["64500", "AS1", "²", "-1"]) | _json,
@@ -715,8 +731,27 @@ def test_handler_never_raises_on_arbitrary_bytes_or_text(payload: bytes | str) -
     assert sum(client.junk.values()) + client.messages >= 1
 
 
+@_FUZZ
+@given(data=_json | st.fixed_dictionaries({"bgp_state": _json, "rrcs": _json}))
+def test_snapshot_parser_never_raises(data: Any) -> None:
+    """Any RIPEstat answer parses to a (possibly empty) list of routes, never an exception."""
+    assert isinstance(parse_snapshot({"data": data}), list)
+
+
 def test_handler_survives_deep_nesting() -> None:
     """JSON nested too deep for the parser is junk, not a crash."""
     client = _client()
     client.handle_text("[" * 100_000 + "]" * 100_000)
     assert client.junk == {"not_json": 1}
+
+
+async def test_cancelling_run_stops_it(server: RisLiveServer) -> None:
+    """Cancelling the run() task ends it (connected or in backoff); close() then cleans up."""
+    client = RisLiveClient(Visibility([WATCHED]), server.url)
+    task = asyncio.create_task(client.run())
+    await until(lambda: client.connected)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2.0)
+    assert not client.connected
+    await client.close()
