@@ -639,7 +639,7 @@ class RisLiveClient:
         peer_state: bool = True,
         heartbeat: float = 30.0,
         ping_interval: float = 30.0,
-        receive_timeout: float = 120.0,
+        receive_timeout: float | None = 120.0,  # None: rely on heartbeat alone
         connect_timeout: float = 30.0,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
