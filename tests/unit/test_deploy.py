@@ -417,6 +417,14 @@ def test_dashboard_shows_what_operators_need(name: str, metrics: list[str]) -> N
     assert [m for m in metrics if m not in text] == []
 
 
+def test_overview_all_entities_leaves_out_the_controls() -> None:
+    """On the overview, entity "All" matches monitored entities but not `_controls`."""
+    d = json.loads((GRAFANA / "dashboards" / "dprk-overview.json").read_text())
+    (var,) = [v for v in d["templating"]["list"] if v["name"] == "entity"]
+    assert re.fullmatch(var["allValue"], "star-jv")
+    assert re.fullmatch(var["allValue"], "_controls") is None
+
+
 def test_overview_marks_outages_as_annotations() -> None:
     """Outages appear as annotations, from outage_active and from new outage events."""
     d = json.loads((GRAFANA / "dashboards" / "dprk-overview.json").read_text())
