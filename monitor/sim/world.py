@@ -1096,17 +1096,20 @@ class World:
         return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
 
     def _http_item(self, s: Site, https: bool | None = None) -> dict[str, Any]:
+        """A config http item; plain http to an HTTPS site redirects on-site to https, so it
+        carries the CA too."""
         tls = s.https if https is None else https
         item: dict[str, Any] = {
             "url": f"{'https' if tls else 'http'}://{s.names[0]}/",
             "address": s.addresses[0],
-            "expect_status": [200] if tls or not s.https else [301],
+            "expect_status": [200],
         }
-        if tls:
+        if s.https:
             item["ca_file"] = self.ca_file
         return item
 
-    def describe(self) -> str:
+    def describe(self, verbose: bool = True) -> str:
+        """A readable summary: namespaces, blocks, sites (all names when `verbose`), servers."""
         lines = [f"world {self.ns['core'].rsplit('-', 1)[0]} (scratch {self.tmpdir})"]
         for role in self.roles:
             lines.append(f"  {role:<9} {self.ns[role]}")
@@ -1114,8 +1117,11 @@ class World:
         for prefix, (ent, up) in self.blocks.items():
             n = sum(1 for b in self.hosts.values() if b == prefix)
             lines.append(f"  {prefix:<18} {ent:<12} via {up:<8} {n} answering hosts")
-        for name, (addr, https) in self.sites.items():
-            lines.append(f"  {'https' if https else 'http'}://{name}/ at {addr}")
+        for site in (*self.spec.sites, *self.spec.controls.sites):
+            scheme = "https" if site.https else "http"
+            names = site.names if verbose else site.names[:1]
+            more = "" if verbose or len(site.names) == 1 else f" (+{len(site.names) - 1} names)"
+            lines.append(f"  {scheme}://{' '.join(names)}{more} at {' '.join(site.addresses)}")
         lines.append(f"  name servers: {self.dns_servers}")
         lines.append(f"  controls: {self.controls}")
         lines.append(f"  CA: {self.ca_file}")

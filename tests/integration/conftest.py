@@ -102,11 +102,16 @@ def world(world_factory: Callable[..., World]) -> World:
 
 
 @pytest.fixture
-def daemon(world: World, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """`daemon(vantage=0, config=None, start=True, **daemon_config_kw) -> DaemonProcess`."""
+def daemon_ok(netns_ok: None) -> None:
+    """Skip (or fail under REQUIRE_NETNS=1) while the daemon's modules are not all there."""
     reason = daemon_unavailable()
     if reason:
         skip_or_fail(reason)
+
+
+@pytest.fixture
+def daemon(daemon_ok: None, world: World, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """`daemon(vantage=0, config=None, start=True, **daemon_config_kw) -> DaemonProcess`."""
     procs: list[DaemonProcess] = []
 
     def start(

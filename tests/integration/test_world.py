@@ -6,7 +6,9 @@ These tests need no daemon: they probe the world from the vantage namespace with
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -440,3 +442,22 @@ def test_cleanup_command_removes_stale_worlds(world_factory: Callable[..., World
     assert all(f"deleted {n}" in out for n in names)
     assert not set(names) & set(netns.list_namespaces())
     assert set(w.ns.values()) <= set(netns.list_namespaces())
+
+
+# --- the demo ----------------------------------------------------------------------------------
+
+
+def test_demo_replays_the_june_2025_blackout_and_cleans_up(daemon_ok: None) -> None:
+    """`dprk-monitor demo` plays every step against the real daemon, shows it seeing the
+    blackout, and leaves no namespace behind."""
+    from monitor.sim.demo import SCRIPT, run_demo
+
+    before = set(netns.ours())
+    out = io.StringIO()
+    assert run_demo(["--interval", "1s", "--phase", "4"], out=out) == 0
+    text = out.getvalue()
+    for _when, what, _method in SCRIPT:
+        assert what in text
+    after_blackout = text.split("routes via China Unicom and TransTelecom withdrawn", 1)[1]
+    assert re.search(r"star-jv .*icmp 0/\d+", after_blackout), text
+    assert set(netns.ours()) <= before
