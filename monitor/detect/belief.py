@@ -214,7 +214,7 @@ class BlockBelief:
                 self._ewma(False, self._held_fail)
                 self._held_fail = 0
             self._ewma(True)
-        elif self._held_fail < _MAX_HELD:
+        elif self.state is not BlockState.DOWN and self._held_fail < _MAX_HELD:
             self._held_fail += 1
 
     def _ewma(self, ok: bool, times: int = 1) -> None:

@@ -478,12 +478,21 @@ class Detector:
         changes: list[Change] = [TargetChanged(entity, target, ts.hyst.up, now)]
         return changes + self._evaluate(e, now)
 
-    def observe_bgp(self, entity: str, prefix: str, ratio: float, now: float) -> list[Change]:
-        """The share of route-collector peers that see `prefix` (an entity's announcement)."""
+    def observe_bgp(
+        self, entity: str, prefix: str | IPNetwork, ratio: float | None, now: float
+    ) -> list[Change]:
+        """The share of route-collector peers that see `prefix` (one of the entity's
+        announcements); None when not known (too few peers): the prefix is left out."""
         e = self._entities.get(entity)
         if e is None:
             return []
-        p = e.bgp.setdefault(prefix, _Prefix())
+        key = str(prefix)
+        if ratio is None:
+            if e.bgp.pop(key, None) is None:
+                return []
+            e.dirty = True
+            return self._evaluate(e, now) if self._vantage.healthy else []
+        p = e.bgp.setdefault(key, _Prefix())
         p.ratio = ratio
         lost = ratio < self.params.bgp_lost_ratio
         withdrawn = ratio < self.params.bgp_withdrawn_ratio

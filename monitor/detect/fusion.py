@@ -181,12 +181,14 @@ def fuse(inp: FusionInputs, params: DetectionParams) -> FusionResult:
 
     if known:
         all_down = all(b.state is BlockState.DOWN for b in known)
-        # Uncertain blocks are being re-probed: until they settle, count them as answering.
+        # Uncertain blocks are being re-probed: until they settle, count them as answering
+        # (for judging web and DNS), but only blocks up show that the data plane works.
         network_answers = any(b.state is not BlockState.DOWN for b in known)
+        some_up = any(b.state is BlockState.UP for b in known)
     else:
         down = sum(k.down for k in inp.kinds.values())
         all_down = answered > 0 and down == answered
-        network_answers = answered > down
+        network_answers = some_up = answered > down
 
     issues: dict[EventKind, float] = {}
     withdrawn_at: float | None = None
@@ -246,4 +248,4 @@ def fuse(inp: FusionInputs, params: DetectionParams) -> FusionResult:
 
     if not issues and not known and answered == 0:
         return done(State.UNKNOWN, issues)
-    return done(state_of(issues, network_answers), issues)
+    return done(state_of(issues, some_up), issues)

@@ -1,0 +1,636 @@
+"""The Detector driven like the daemon drives it, through scenarios in a simulated world.
+
+The world below is a small discrete-event simulation: targets spread over the interval at the
+scheduler's slot offsets (entity and control lanes), a failed probe re-probed at once (up to
+`reprobes` times), rounds fed to `observe_round`, `tick` and `wanted_probes` every second,
+results arriving `rtt` (answer) or `timeout` (silence) after they were sent. Nothing is sent:
+outcomes come from a fault schedule and a seeded RNG. Times are absolute (T0 + seconds).
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import itertools
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from monitor.detect.detector import DetectionParams, Detector, EntitySpec
+from monitor.detect.model import (
+    Change,
+    EventClosed,
+    EventKind,
+    EventOpened,
+    EventRecord,
+    EventUpdated,
+    State,
+    StateChanged,
+    TargetChanged,
+    VantageChanged,
+    iso,
+    parse_time,
+)
+from monitor.probes.base import (
+    DnsTarget,
+    HttpTarget,
+    IcmpTarget,
+    Kind,
+    ProbeResult,
+    Reason,
+    Target,
+    TcpTarget,
+    target_address,
+)
+from monitor.scheduler import slot_offsets
+
+# --- the simulated world ---------------------------------------------------------------------
+
+T0 = 1_700_000_000.0
+Interval = tuple[float, float]
+
+
+def ip(s: str) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(s)
+
+
+def dprk_box() -> tuple[EntitySpec, list[Target]]:
+    """The default DPRK layout moved to 198.18.176.0/22: 4 blocks, ~40 targets, 8 controls."""
+    icmp = [
+        f"198.18.176.{i}" for i in (1, 8, 9, 15, 16, 67, 68, 69, 70, 71, 74, 75, 77, 78, 79, 81, 85)
+    ]
+    icmp += ["198.18.177.1", "198.18.177.10", "198.18.177.20"]
+    icmp += ["198.18.178.1", "198.18.178.55", "198.18.178.60", "198.18.178.170"]
+    icmp += ["198.18.179.1", "198.18.179.69", "198.18.179.76"]
+    targets: list[Target] = [IcmpTarget(ip(a)) for a in icmp]
+    targets += [
+        TcpTarget(ip(f"198.18.176.{h}"), p)
+        for h, p in ((15, 53), (16, 53), (70, 25), (71, 80), (68, 80))
+    ]
+    targets += [
+        HttpTarget(f"http://{name}/", address=ip(f"198.18.176.{h}"))
+        for name, h in (
+            ("www.kcna.kp", 71),
+            ("rodong.rep.kp", 68),
+            ("naenara.com.kp", 67),
+            ("vok.rep.kp", 75),
+            ("www.airkoryo.com.kp", 69),
+        )
+    ]
+    targets += [
+        DnsTarget(ip(f"198.18.176.{h}"), z)
+        for h, z in ((15, "kp"), (16, "kp"), (8, "com.kp"), (9, "com.kp"))
+    ]
+    net = ipaddress.IPv4Network("198.18.176.0/22")
+    spec = EntitySpec("star-jv", (net,), tuple(targets))
+    controls: list[Target] = [IcmpTarget(ip(f"198.19.0.{i}")) for i in range(1, 5)]
+    controls += [TcpTarget(ip("198.19.0.1"), 443), TcpTarget(ip("198.19.0.2"), 443)]
+    controls += [DnsTarget(ip("198.19.0.1"), "."), DnsTarget(ip("198.19.0.2"), ".")]
+    return spec, controls
+
+
+def within(spans: Sequence[Interval], t: float) -> bool:
+    return any(s <= t < e for s, e in spans)
+
+
+@dataclass
+class World:
+    """What is broken when (absolute times), and the random loss of entity probes."""
+
+    seed: int = 0
+    blackout: list[Interval] = field(default_factory=list)  # the whole entity
+    blocks_down: dict[str, list[Interval]] = field(default_factory=dict)  # "198.18.177.0/24"
+    web_down: list[Interval] = field(default_factory=list)  # nginx stopped: refused
+    dns_down: list[Interval] = field(default_factory=list)  # name servers offline
+    uplink_down: list[Interval] = field(default_factory=list)  # our own vantage
+    loss: Callable[[float], float] = lambda t: 0.0  # round-trip loss of entity probes
+    rtt: Callable[[float], float] = lambda t: 0.25
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self._nets = {ipaddress.IPv4Network(k): v for k, v in self.blocks_down.items()}
+
+    def answer(self, target: Target, t: float, control: bool) -> tuple[bool, Reason | None]:
+        if within(self.uplink_down, t):
+            return False, Reason.TIMEOUT
+        if control:
+            return True, None
+        addr = target_address(target)
+        if within(self.blackout, t):
+            return False, Reason.TIMEOUT
+        if addr is not None and any(addr in n and within(sp, t) for n, sp in self._nets.items()):
+            return False, Reason.TIMEOUT
+        if self.rng.random() < self.loss(t):
+            return False, Reason.TIMEOUT
+        if target.kind is Kind.HTTP and within(self.web_down, t):
+            return False, Reason.REFUSED
+        if (
+            within(self.dns_down, t)
+            and isinstance(target, DnsTarget | TcpTarget)
+            and getattr(target, "port", 53) == 53
+        ):
+            return False, Reason.TIMEOUT
+        return True, None
+
+
+@dataclass
+class Log:
+    changes: list[tuple[float, Change]] = field(default_factory=list)
+
+    def of(self, cls: type) -> list[tuple[float, Change]]:
+        return [(t, c) for t, c in self.changes if isinstance(c, cls)]
+
+    def opened(self) -> list[EventRecord]:
+        return [c.event for _, c in self.changes if isinstance(c, EventOpened)]
+
+    def closed(self) -> list[EventRecord]:
+        return [c.event for _, c in self.changes if isinstance(c, EventClosed)]
+
+    def updated(self) -> list[EventRecord]:
+        return [c.event for _, c in self.changes if isinstance(c, EventUpdated)]
+
+    def first_open(self) -> tuple[float, EventRecord]:
+        return next((t, c.event) for t, c in self.changes if isinstance(c, EventOpened))
+
+    def states(self) -> list[tuple[float, State]]:
+        return [(t, c.new) for t, c in self.changes if isinstance(c, StateChanged)]
+
+    def vantage(self) -> list[tuple[float, bool]]:
+        return [(t, c.healthy) for t, c in self.changes if isinstance(c, VantageChanged)]
+
+
+class Sim:
+    def __init__(
+        self,
+        world: World,
+        params: DetectionParams | None = None,
+        *,
+        interval: float = 30.0,
+        timeout: float = 3.0,
+        reprobes: int = 2,
+        start: float = T0,
+        spec_controls: tuple[EntitySpec, list[Target]] | None = None,
+        detector: Detector | None = None,
+    ) -> None:
+        self.world = world
+        self.spec, self.controls = spec_controls or dprk_box()
+        self.det = detector or Detector(params, [self.spec], self.controls, now=start)
+        self.interval, self.timeout, self.reprobes = interval, timeout, reprobes
+        self.now = start
+        self.log = Log()
+        self._q: list[tuple[float, int, Callable[[float], None]]] = []
+        self._seq = itertools.count()
+        self.extras = 0
+        self._next_tick = start
+        # Two lanes like the scheduler's: entity targets and controls, each spread evenly over
+        # the interval in the order of a hash of their key.
+        lanes: list[list[tuple[str | None, Target]]] = [
+            [(self.spec.name, t) for t in self.spec.targets],
+            [(None, t) for t in self.controls],
+        ]
+        for jobs in lanes:
+            keys = [f"{e}/{t.kind}/{t.key}" for e, t in jobs]
+            for (entity, target), off in zip(jobs, slot_offsets(keys, interval), strict=True):
+                self._schedule_round(entity, target, start + 1.0 + off)
+
+    def _push(self, at: float, fn: Callable[[float], None]) -> None:
+        heapq.heappush(self._q, (at, next(self._seq), fn))
+
+    def _emit(self, t: float, changes: list[Change]) -> None:
+        self.log.changes += [(t, c) for c in changes]
+
+    def _schedule_round(self, entity: str | None, target: Target, at: float) -> None:
+        def go(t: float) -> None:
+            self._send(entity, target, t, attempt=0, scheduled=True)
+            self._schedule_round(entity, target, at + self.interval)
+
+        self._push(at, go)
+
+    def _send(
+        self, entity: str | None, target: Target, t: float, attempt: int, scheduled: bool
+    ) -> None:
+        ok, reason = self.world.answer(target, t, entity is None)
+        rtt = self.world.rtt(t)
+        delay = rtt if ok else (self.timeout if reason is Reason.TIMEOUT else rtt)
+        result = (
+            ProbeResult.success(target, t, rtt)
+            if ok
+            else ProbeResult.failure(target, t, reason or Reason.OTHER)
+        )
+
+        def arrive(now: float) -> None:
+            self._emit(now, self.det.observe(entity, result, now))
+            if not ok and attempt < self.reprobes:
+                self._send(entity, target, now, attempt + 1, scheduled)
+            elif scheduled and entity is not None:
+                self._emit(now, self.det.observe_round(entity, target, ok, now))
+
+        self._push(t + delay, arrive)
+
+    def run_until(self, end: float) -> Log:
+        while True:
+            nxt_q = self._q[0][0] if self._q else float("inf")
+            if self._next_tick <= nxt_q and self._next_tick <= end:
+                t = self._next_tick
+                self.now = t
+                self._emit(t, self.det.tick(t))
+                for entity, target in self.det.wanted_probes(t):
+                    self.extras += 1
+                    self._send(entity, target, t, attempt=self.reprobes, scheduled=False)
+                self._next_tick += 1.0
+                continue
+            if nxt_q > end:
+                break
+            t, _, fn = heapq.heappop(self._q)
+            self.now = t
+            fn(t)
+        self.now = end
+        return self.log
+
+    def run_for(self, seconds: float) -> Log:
+        return self.run_until(self.now + seconds)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def at(seconds: float) -> float:
+    return T0 + seconds
+
+
+def run(world: World, until: float, **kw: object) -> Sim:
+    sim = Sim(world, **kw)  # type: ignore[arg-type]
+    sim.run_until(at(until))
+    return sim
+
+
+def one_event(log: Log) -> tuple[EventRecord, EventRecord]:
+    """The single event of a run: (as opened, as closed)."""
+    opened, closed = log.opened(), log.closed()
+    assert len(opened) == 1, [(e.kind, e.start - T0) for e in opened]
+    assert len(closed) == 1 and closed[0].id == opened[0].id
+    return opened[0], closed[0]
+
+
+def phases(ev: EventRecord) -> list[str]:
+    return [p["kind"] for p in ev.signals["phases"]]
+
+
+def small(controls: int = 1) -> tuple[Detector, EntitySpec, list[IcmpTarget], list[IcmpTarget]]:
+    """One entity of one block with three ICMP targets, and `controls` control targets."""
+    targets = [IcmpTarget(ip(f"198.18.180.{i}")) for i in (1, 2, 3)]
+    ctl = [IcmpTarget(ip(f"198.19.1.{i}")) for i in range(1, controls + 1)]
+    spec = EntitySpec("box", (ipaddress.IPv4Network("198.18.180.0/24"),), tuple(targets))
+    return Detector(DetectionParams(), [spec], ctl, now=T0), spec, targets, ctl
+
+
+def ok(t: Target, started: float) -> ProbeResult:
+    return ProbeResult.success(t, started, 0.05)
+
+
+def lost(t: Target, started: float) -> ProbeResult:
+    return ProbeResult.failure(t, started, Reason.TIMEOUT)
+
+
+# --- the documented outage patterns --------------------------------------------------------------
+
+
+def test_blackout_is_one_event_from_the_first_failed_probe() -> None:
+    """A full blackout gives one blackout event starting at the first failed probe, closed
+    after recovery with the first answer as its end."""
+    sim = run(World(seed=1, blackout=[(at(600), at(1200))]), 1500)
+    opened, closed = one_event(sim.log)
+    assert opened.kind is EventKind.BLACKOUT
+    assert at(600) <= opened.start <= at(602)  # a probe goes out every ~0.7 s
+    t_open = sim.log.first_open()[0]
+    assert t_open - at(600) <= 40
+    assert at(1200) <= closed.end <= at(1205)  # type: ignore[operator]
+    ev = closed.evidence
+    assert ev["failure_order"][0] in {"icmp", "tcp", "http", "dns"}
+    first = min(ev["kinds"][k]["first_failed"]["time"] for k in ev["failure_order"])
+    assert first == iso(opened.start)
+    assert all(ev["kinds"][k]["last_good"]["time"] < iso(at(600)) for k in ev["kinds"])
+    assert sorted(b["block"] for b in ev["blocks"]) == [f"198.18.{n}.0/24" for n in range(176, 180)]
+    assert [s for _, s in sim.log.states()] == [State.UP, State.DOWN, State.UP]
+    assert phases(closed) == ["blackout"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_blackout_is_flagged_within_40_seconds(seed: int) -> None:
+    """Whatever the phase of the probing rounds, a blackout is flagged within 40 s."""
+    start = at(600 + seed * 2.3)
+    sim = run(World(seed=seed, blackout=[(start, at(1000))]), 700)
+    t_open, ev = sim.log.first_open()
+    assert ev.kind is EventKind.BLACKOUT
+    assert t_open - start <= 40
+    assert start <= ev.start <= start + 3
+
+
+def test_dns_first_then_everything_is_one_escalating_event() -> None:
+    """Nov 2022: DNS goes first, then the routers: one event escalating dns -> blackout,
+    starting at the first DNS failure, with DNS first in the failure order."""
+    w = World(seed=2, dns_down=[(at(600), at(1500))], blackout=[(at(800), at(1400))])
+    sim = run(w, 1800)
+    opened, closed = one_event(sim.log)
+    assert opened.kind is EventKind.DNS and at(600) <= opened.start <= at(631)
+    escalations = [c for _, c in sim.log.changes if isinstance(c, EventUpdated) and c.escalated]
+    assert [(c.previous_kind, c.event.kind) for c in escalations] == [
+        (EventKind.DNS, EventKind.BLACKOUT)
+    ]
+    assert closed.kind is EventKind.BLACKOUT and closed.start == opened.start
+    assert phases(closed) == ["dns", "blackout", "dns"]
+    assert closed.evidence["failure_order"][0] == "dns"
+    assert at(1500) <= closed.end <= at(1531)  # type: ignore[operator]  # DNS answered again
+
+
+def test_web_only_outage_with_the_network_up() -> None:
+    """May 2021: web servers down, network up: one web event; ICMP is not implicated."""
+    sim = run(World(seed=3, web_down=[(at(600), at(1500))]), 1800)
+    opened, closed = one_event(sim.log)
+    assert opened.kind is EventKind.WEB and at(600) <= opened.start <= at(631)
+    assert (State.PARTIAL) in [s for _, s in sim.log.states()]
+    kinds = closed.evidence["kinds"]
+    assert kinds["http"]["first_failed"]["reason"] == "refused"
+    assert kinds["icmp"]["first_failed"] is None
+    assert closed.evidence["failure_order"] == ["http"]
+    assert len(closed.evidence["targets_down"]["http"]) == 5
+    assert at(1500) <= closed.end <= at(1531)  # type: ignore[operator]
+    flips = [c for _, c in sim.log.changes if isinstance(c, TargetChanged)]
+    assert {c.target.kind for c in flips} == {Kind.HTTP}
+
+
+def test_one_block_lost_is_a_partial_event() -> None:
+    """One /24 blackholed while the rest answers: one partial event naming the block."""
+    w = World(seed=4, blocks_down={"198.18.177.0/24": [(at(600), at(1500))]})
+    sim = run(w, 1800)
+    opened, closed = one_event(sim.log)
+    assert opened.kind is EventKind.PARTIAL and at(600) <= opened.start <= at(612)
+    assert [b["block"] for b in closed.evidence["blocks"]] == ["198.18.177.0/24"]
+    assert State.PARTIAL in [s for _, s in sim.log.states()]
+    assert State.DOWN not in [s for _, s in sim.log.states()]
+
+
+def test_ddos_rising_loss_then_drop_is_one_event_escalating_from_degraded() -> None:
+    """Jan 2022: loss rises, then the routers drop: one event, degraded first, then blackout."""
+
+    def loss(t: float) -> float:
+        return min(0.9, (t - at(600)) / 300) if at(600) < t < at(1600) else 0.0
+
+    sim = run(World(seed=5, loss=loss, blackout=[(at(1000), at(1600))]), 2000)
+    opened, closed = one_event(sim.log)
+    # Before the drop: degraded (at 80 % loss the name servers may fail first, as in 2022).
+    assert opened.kind in {EventKind.DEGRADED, EventKind.DNS, EventKind.WEB}
+    assert at(600) < opened.start < at(1000)
+    assert closed.kind is EventKind.BLACKOUT and closed.start == opened.start
+    ph = phases(closed)
+    assert "degraded" in ph and ph.index("degraded") < ph.index("blackout")
+    assert at(1600) <= closed.end <= at(1631)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(("down", "up"), [(45, 45), (30, 30), (60, 30)])
+def test_flapping_routes_give_at_most_two_events(down: float, up: float) -> None:
+    """Oct 2017: routes toggling every 30-60 s for 15 minutes give one or two events."""
+    spans = [
+        (at(600 + i * (down + up)), at(600 + i * (down + up) + down))
+        for i in range(int(900 / (down + up)))
+    ]
+    sim = run(World(seed=6, blackout=spans), 2000)
+    assert 1 <= len(sim.log.opened()) <= 2
+    assert len(sim.log.closed()) == len(sim.log.opened())
+    first = sim.log.opened()[0]
+    assert at(600) <= first.start <= at(602)
+
+
+# --- what must not open an event -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("loss", [0.3, 0.51])
+def test_random_loss_opens_no_event(seed: int, loss: float) -> None:
+    """30 % random loss (0.51 round trip: 30 % per packet each way) for 10 minutes opens no
+    event and the entity stays up."""
+    sim = run(World(seed=seed, loss=lambda t: loss if t > at(300) else 0.0), 900)
+    assert sim.log.opened() == []
+    assert [s for _, s in sim.log.states()] == [State.UP]
+
+
+def test_vantage_uplink_cut_opens_no_event() -> None:
+    """Our own uplink cut for 5 minutes: vantage unhealthy, states unknown, no event."""
+    sim = run(World(seed=7, uplink_down=[(at(600), at(900))]), 1200)
+    assert sim.log.opened() == []
+    v = sim.log.vantage()
+    assert [h for _, h in v] == [False, True]
+    assert at(600) < v[0][0] <= at(620) and at(900) < v[1][0] <= at(930)
+    assert [s for _, s in sim.log.states()] == [State.UP, State.UNKNOWN, State.UP]
+    assert sim.det.vantage_healthy
+
+
+def test_vantage_cut_during_a_blackout_keeps_the_event_open() -> None:
+    """An open blackout survives our uplink cut: not closed while blind, closed at its end."""
+    w = World(seed=8, blackout=[(at(600), at(1500))], uplink_down=[(at(800), at(1100))])
+    sim = run(w, 1800)
+    _, closed = one_event(sim.log)
+    t_closed = next(t for t, c in sim.log.changes if isinstance(c, EventClosed))
+    assert t_closed > at(1500)
+    assert at(1500) <= closed.end <= at(1505)  # type: ignore[operator]
+    blind = closed.evidence["vantage_blind"]
+    assert len(blind) == 1 and iso(at(800)) <= blind[0]["start"] <= iso(at(815))
+    assert [s for _, s in sim.log.states()] == [
+        State.UP,
+        State.DOWN,
+        State.UNKNOWN,
+        State.DOWN,
+        State.UP,
+    ]
+
+
+def test_blackout_ending_while_blind_ends_at_the_first_answer_seen() -> None:
+    """A blackout that ends while our vantage is blind ends at the first answer we saw."""
+    w = World(seed=9, blackout=[(at(600), at(1000))], uplink_down=[(at(800), at(1100))])
+    sim = run(w, 1500)
+    _, closed = one_event(sim.log)
+    assert at(1100) <= closed.end <= at(1110)  # type: ignore[operator]
+    assert closed.evidence["vantage_blind"][0]["end"] is not None
+
+
+def test_issue_waits_for_a_control_answer_sent_after_it() -> None:
+    """An outage is only opened once a control probe sent after its first failure answered."""
+    det, _, targets, (ctl,) = small()
+    t = T0
+    for x in targets:
+        det.observe("box", ok(x, t), t)
+    det.observe(None, ok(ctl, t), t)
+    changes: list[Change] = []
+    for k in range(8):
+        t = T0 + 100 + k * 5
+        for x in targets:
+            changes += det.observe("box", lost(x, t), t + 3)
+    changes += det.tick(t + 10)
+    assert not any(isinstance(c, EventOpened) for c in changes)
+    assert det.entity_state("box") is State.UP  # held, not yet decided
+    changes = det.observe(None, ok(ctl, T0 + 101), T0 + 150)
+    (opened,) = [c.event for c in changes if isinstance(c, EventOpened)]
+    assert opened.start == T0 + 100 and det.entity_state("box") is State.DOWN
+
+
+def test_without_controls_no_confirmation_is_needed() -> None:
+    """With no control configured, outages are opened on the entity's evidence alone."""
+    spec, _ = dprk_box()
+    sim = run(World(seed=10, blackout=[(at(600), at(1200))]), 1500, spec_controls=(spec, []))
+    assert [e.kind for e in sim.log.opened()] == [EventKind.BLACKOUT]
+    assert sim.log.vantage() == []
+
+
+# --- resume, reconfigure, BGP ------------------------------------------------------------------
+
+
+def test_resume_continues_an_open_event_and_closes_it_once() -> None:
+    """After a restart mid-blackout the stored open event is continued, then closed, same id."""
+    w = World(seed=11, blackout=[(at(600), at(1200))])
+    first = run(w, 700)
+    (stored,) = first.det.open_events()
+    spec, controls = dprk_box()
+    det = Detector(DetectionParams(), [spec], controls, now=at(760))
+    changes = det.resume([stored], at(760))
+    assert all(isinstance(c, TargetChanged) for c in changes)
+    sim = Sim(w, detector=det, start=at(760))
+    sim.run_until(at(900))
+    assert det.entity_state("star-jv") is State.DOWN
+    sim.run_until(at(1500))
+    assert sim.log.opened() == []
+    (closed,) = sim.log.closed()
+    assert closed.id == stored.id and closed.start == stored.start
+    assert at(1200) <= closed.end <= at(1205)  # type: ignore[operator]
+    assert closed.evidence["resumed_at"] == [iso(at(760))]
+
+
+def test_resume_when_recovered_during_the_downtime_closes_at_the_first_answer() -> None:
+    """An event left open whose outage ended while we were stopped closes on the first answer."""
+    w = World(seed=12, blackout=[(at(600), at(800))])
+    (stored,) = run(w, 700).det.open_events()
+    spec, controls = dprk_box()
+    det = Detector(DetectionParams(), [spec], controls, now=at(1000))
+    det.resume([stored], at(1000))
+    sim = Sim(w, detector=det, start=at(1000))
+    sim.run_until(at(1300))
+    (closed,) = sim.log.closed()
+    assert closed.id == stored.id and at(1000) <= closed.end <= at(1010)  # type: ignore[operator]
+
+
+def test_resume_closes_events_of_entities_no_longer_configured() -> None:
+    """A stored open event of an entity that left the configuration is closed with a note."""
+    det, *_ = small()
+    rec = EventRecord("abc", "gone", EventKind.BLACKOUT, T0, None, {}, {})
+    (c,) = det.resume([rec], T0 + 50)
+    assert isinstance(c, EventClosed) and c.event.end == T0 + 50
+    assert c.event.signals["closed_because"] == "entity no longer configured"
+
+
+def test_reconfigure_removing_an_entity_closes_its_event() -> None:
+    """A reload that removes an entity with an open event closes that event."""
+    sim = run(World(seed=13, blackout=[(at(600), at(1200))]), 700)
+    changes = sim.det.reconfigure(DetectionParams(), [], sim.controls, at(700))
+    (c,) = changes
+    assert isinstance(c, EventClosed) and c.event.end == at(700)
+    assert sim.det.status()["entities"] == []
+
+
+def test_routes_withdrawn_with_the_data_plane_up_is_a_routing_event() -> None:
+    """Every prefix withdrawn from BGP while our probes still get answers: a routing event
+    (entity partial) that ends when the routes are back."""
+    sim = run(World(seed=14), 600)
+    sim.log.changes += [
+        (at(600), c) for c in sim.det.observe_bgp("star-jv", "198.18.176.0/22", 0.0, at(600))
+    ]
+    sim.run_until(at(700))
+    sim.log.changes += [
+        (at(700), c) for c in sim.det.observe_bgp("star-jv", "198.18.176.0/22", 0.97, at(700))
+    ]
+    sim.run_until(at(1000))
+    opened, closed = one_event(sim.log)
+    assert opened.kind is EventKind.ROUTING and opened.start == at(600)
+    assert closed.end == at(700)
+    assert State.PARTIAL in [s for _, s in sim.log.states()]
+
+
+def test_withdrawal_before_the_blackout_dates_the_blackout() -> None:
+    """Routes withdrawn, then nothing answers: the blackout starts with the withdrawal."""
+    sim = run(World(seed=15, blackout=[(at(620), at(1200))]), 600)
+    sim.det.observe_bgp("star-jv", ipaddress.IPv4Network("198.18.176.0/22"), 0.0, at(605))
+    sim.run_until(at(1000))
+    kinds = [e.kind for e in sim.log.opened()] + [e.kind for e in sim.log.updated()]
+    assert kinds[-1] is EventKind.BLACKOUT
+    assert sim.log.opened()[0].start == at(605)
+
+
+# --- the daemon's other calls ------------------------------------------------------------------
+
+
+def test_wanted_probes_ask_for_other_addresses_of_a_failing_block() -> None:
+    """After a failure the detector asks for other addresses of that block; not while blind."""
+    det, _, targets, (ctl,) = small()
+    for x in targets:
+        det.observe("box", ok(x, T0), T0)
+    assert det.wanted_probes(T0 + 10) == []
+    det.observe("box", lost(targets[0], T0 + 10), T0 + 13)
+    want = det.wanted_probes(T0 + 13)
+    assert want == [("box", targets[1]), ("box", targets[2])]
+    assert det.wanted_probes(T0 + 13.5) == []  # already asked
+    for k in range(5):
+        det.observe(None, lost(ctl, T0 + 20 + 3 * k), T0 + 23 + 3 * k)
+    assert not det.vantage_healthy
+    det.observe("box", lost(targets[1], T0 + 40), T0 + 43)
+    assert det.wanted_probes(T0 + 60) == []
+
+
+def test_status_and_block_beliefs_have_the_api_shape() -> None:
+    """status() is the /api/v1/status document; block_beliefs() feeds block_belief."""
+    sim = run(World(seed=16, blackout=[(at(600), at(1200))]), 700)
+    st = sim.det.status(now=at(700))
+    assert st["vantage_healthy"] is True
+    (ent,) = st["entities"]
+    assert set(ent) == {"name", "state", "since", "signals"}
+    assert ent["name"] == "star-jv" and ent["state"] == "down"
+    assert at(600) <= parse_time(ent["since"]) <= at(602)
+    assert ent["signals"]["issues"] == ["blackout"]
+    assert ent["signals"]["event"]["kind"] == "blackout"
+    beliefs = sim.det.block_beliefs()
+    assert sorted(b for _, b, _ in beliefs) == [f"198.18.{n}.0/24" for n in range(176, 180)]
+    assert all(e == "star-jv" and v < 0.1 for e, _, v in beliefs)
+
+
+def test_merge_gap_zero_closes_at_once() -> None:
+    """With merge_gap 0 the event closes when the entity is back up."""
+    sim = run(
+        World(seed=17, blackout=[(at(600), at(1200))]), 1300, params=DetectionParams(merge_gap=0)
+    )
+    t_closed, closed = next((t, c.event) for t, c in sim.log.changes if isinstance(c, EventClosed))
+    assert t_closed - closed.end < 5  # type: ignore[operator]
+
+
+def test_observe_ignores_unknown_entities_and_targets() -> None:
+    """Results of unknown entities or targets (e.g. in flight across a reload) are ignored."""
+    det, _, targets, _ = small()
+    stranger = IcmpTarget(ip("198.18.99.1"))
+    assert det.observe("nope", ok(targets[0], T0), T0) == []
+    assert det.observe("box", ok(stranger, T0), T0) == []
+    assert det.observe(None, ok(stranger, T0), T0) == []
+    assert det.observe_round("nope", targets[0], False, T0) == []
+    assert det.observe_bgp("nope", "198.18.0.0/24", 0.0, T0) == []
+
+
+def test_event_records_round_trip_through_resume() -> None:
+    """An event rebuilt by resume renders the same phases, blocks and evidence it was stored with."""
+    w = World(seed=18, dns_down=[(at(600), at(1500))], blackout=[(at(800), at(1400))])
+    sim = run(w, 900)
+    (stored,) = sim.det.open_events()
+    spec, controls = dprk_box()
+    det = Detector(DetectionParams(), [spec], controls, now=at(900))
+    det.resume([stored], at(900))
+    (again,) = det.open_events()
+    assert again.id == stored.id and again.kind is stored.kind and again.start == stored.start
+    assert again.signals["phases"] == stored.signals["phases"]
+    assert again.evidence["resumed_at"] == [iso(at(900))]
+    assert dict(again.evidence, resumed_at=[]) == stored.evidence
