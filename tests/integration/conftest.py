@@ -111,23 +111,35 @@ def daemon_ok(netns_ok: None) -> None:
 
 @pytest.fixture
 def daemon(daemon_ok: None, world: World, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """`daemon(vantage=0, config=None, start=True, **daemon_config_kw) -> DaemonProcess`."""
+    """`daemon(vantage=0, *, world=None, config=None, start=True, **daemon_config_kw)`.
+
+    Starts the daemon in `vantage` of the test's world (or of `world`, e.g. one made by
+    `world_factory(vantages=2)`), with `world.daemon_config(**daemon_config_kw)` unless a config
+    text is given, and waits for /readyz. Every daemon is stopped after the test.
+    """
+    default_world = world
     procs: list[DaemonProcess] = []
 
     def start(
-        vantage: int = 0, *, config: str | None = None, start: bool = True, **config_kw: Any
+        vantage: int = 0,
+        *,
+        world: World | None = None,
+        config: str | None = None,
+        start: bool = True,
+        **config_kw: Any,
     ) -> DaemonProcess:
+        w = world or default_world
         n = len(procs)
-        config_kw.setdefault("state_dir", str(tmp_path / f"var-vantage{vantage}"))
-        text = config if config is not None else world.daemon_config(vantage=vantage, **config_kw)
-        path = tmp_path / f"config-vantage{vantage}-{n}.yaml"
+        config_kw.setdefault("state_dir", str(tmp_path / f"var-{n}-vantage{vantage}"))
+        text = config if config is not None else w.daemon_config(vantage=vantage, **config_kw)
+        path = tmp_path / f"config-{n}-vantage{vantage}.yaml"
         path.write_text(text, encoding="utf-8")
         d = DaemonProcess(
-            world,
+            w,
             path,
             vantage=vantage,
             listen=config_kw.get("listen", "127.0.0.1:9474"),
-            log_path=tmp_path / f"daemon-vantage{vantage}-{n}.log",
+            log_path=tmp_path / f"daemon-{n}-vantage{vantage}.log",
         )
         procs.append(d)
         if start:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from monitor.sim import audit, netns, tools
+from monitor.sim import audit, netns, servers, spec, tools
 from monitor.sim.daemonproc import DaemonProcess
 from monitor.sim.world import World
 
@@ -149,3 +151,37 @@ def test_daemon_run_stays_inside_the_range(
     d.stop()
     counters = world.assert_no_leaks()
     assert counters["dprk"].in_range > 100
+
+
+# --- the description itself (no root needed) ----------------------------------------------------
+
+
+def test_world_description_refuses_addresses_outside_the_range() -> None:
+    """WorldSpec.validate refuses a real address anywhere: block, host, site, control, links."""
+    base = spec.dprk()
+    base.validate()
+    real_block = spec.Block("175.45.176.0/24", "unicom", ("175.45.176.1",))
+    bad = [
+        replace(base, entities=(spec.Entity("x", (real_block,)),)),
+        replace(base, controls=replace(base.controls, icmp=("8.8.8.8",))),
+        replace(base, controls=replace(base.controls, dns_servers=("1.1.1.1",))),
+        replace(base, link_pool="10.0.0.0/24"),
+        replace(base, name_servers=(spec.NameServer("175.45.176.15", "ns1.kptc.kp"),)),
+        replace(base, sites=(spec.Site(("kcna.kp",), ("175.45.176.71",)),)),
+    ]
+    for s in bad:
+        with pytest.raises(ValueError):
+            s.validate()
+
+
+def test_generated_zones_and_configs_hold_only_stand_ins() -> None:
+    """The kp. zones built from the 2016 leak, the control zone and nginx's config name no
+    address outside 198.18.0.0/15."""
+    d = spec.dprk()
+    texts = [*servers.kp_zones(d).values(), *servers.control_zone(d).values()]
+    certs = {s.names[0]: ("c", "k") for s in d.sites}
+    texts.append(servers.nginx_conf("/p", list(d.sites), certs, dict.fromkeys(certs, "/r")))
+    addrs = {a for t in texts for a in re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", t)}
+    assert addrs and all(spec.in_sim_range(a) for a in addrs), sorted(addrs)
+    kp = servers.kp_zones(d)["kp"]
+    assert "2013083001" in kp and "175.45" not in kp
