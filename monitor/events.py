@@ -180,22 +180,44 @@ class EventStore:
 
     def _rows(self, where: str = "", args: tuple[Any, ...] = ()) -> list[EventRecord]:
         out: dict[str, EventRecord] = {}
+        sql = f"SELECT {_COLUMNS} FROM events {where} ORDER BY start, id"
         if self.readonly:
             self._connect_readonly()
-        if self._conn is not None:
-            try:
-                cur = self._conn.execute(
-                    f"SELECT {_COLUMNS} FROM events {where} ORDER BY start, id", args
-                )
-                for r in cur.fetchall():
-                    ev = _from_row(r)
-                    out[ev.id] = ev
-            except sqlite3.Error as e:
-                if self.readonly:
+            if self._conn is not None:
+                try:
+                    rows = self._conn.execute(sql, args).fetchall()
+                except sqlite3.Error as e:
                     raise ValueError(f"cannot read {self.path}: {e}") from None
-                self._fail(e)
+                out.update((ev.id, ev) for ev in map(_from_row, rows))
+            return list(out.values())
+        conn = self._connect()
+        try:
+            if conn is not None:
+                rows = conn.execute(sql, args).fetchall()
+            else:  # cannot write (full or read-only disk): read what is there
+                rows = self._read_only(sql, args)
+            out.update((ev.id, ev) for ev in map(_from_row, rows))
+        except sqlite3.Error as e:
+            self._fail(e)
         out.update(self._pending)  # the newest version of what is not yet on disk
         return list(out.values())
+
+    def _read_only(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        if not self.path.exists():
+            return []
+        base = self.path.resolve().as_uri()
+        # On a read-only file system a WAL database cannot get its shared-memory file: read it
+        # as immutable then (nothing can write it meanwhile).
+        for query in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{base}?{query}", uri=True)
+                try:
+                    return conn.execute(sql, args).fetchall()
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                continue
+        return []
 
     def open_events(self) -> list[EventRecord]:
         """Events left open (end NULL): hand them to `Detector.resume` at start."""
