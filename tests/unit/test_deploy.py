@@ -6,12 +6,17 @@ REQUIRE_TOOLS=1, which turns the skip into a failure (CI installs them).
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +41,20 @@ JOB = "dprk-monitor"
 DASHBOARD_UIDS = {"dprk-overview.json": "dprk-overview", "dprk-target.json": "dprk-target"}
 
 
+def missing(what: str) -> None:
+    """Skip a test for a missing external checker, or fail it when REQUIRE_TOOLS=1."""
+    msg = f"{what} not installed (apt-get install prometheus prometheus-alertmanager systemd)"
+    if os.environ.get("REQUIRE_TOOLS") == "1":
+        pytest.fail(msg + "; REQUIRE_TOOLS=1")
+    pytest.skip(msg)
+
+
 def tool(name: str) -> str:
-    """Path of an external checker; skip without it (fail when REQUIRE_TOOLS=1)."""
+    """Path of an external checker (systemd-analyze, promtool, amtool)."""
     path = shutil.which(name)
     if path is None:
-        msg = f"{name} not installed (apt-get install prometheus prometheus-alertmanager systemd)"
-        if os.environ.get("REQUIRE_TOOLS") == "1":
-            pytest.fail(msg + "; REQUIRE_TOOLS=1")
-        pytest.skip(msg)
+        missing(name)
+        raise AssertionError  # unreachable: missing() skips or fails
     return path
 
 
@@ -184,34 +195,187 @@ def test_unit_grants_only_raw_icmp_and_internet_sockets() -> None:
     assert "IPAddressDeny" not in d  # the daemon must reach the Internet
 
 
-def test_daemon_imports_under_memory_deny_write_execute() -> None:
-    """The daemon's modules load and validate a config with W^X enforced (MemoryDenyWriteExecute).
+# The unit's sandbox, reproduced without systemd: an allow-list seccomp filter built from the same
+# syscall groups (systemd-analyze syscall-filter expands them), socket() limited to the unit's
+# address families, and W^X via the kernel's PR_SET_MDWE (Linux 6.3+), which enforces what
+# MemoryDenyWriteExecute= does (no writable+executable mapping, no making memory executable).
+# Then the launcher execs its argv: the daemon, or a probe of what must be denied.
+SANDBOX_LAUNCHER = """
+import ctypes, json, os, sys
+spec = json.loads(sys.argv[1])
+seccomp = ctypes.CDLL("libseccomp.so.2")
+libc = ctypes.CDLL(None)
+ALLOW, DENY = 0x7FFF0000, 0x00050000 | 1  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(EPERM)
 
-    systemd implements MemoryDenyWriteExecute= with seccomp; the kernel's PR_SET_MDWE (Linux 6.3+)
-    enforces the same rule (no writable+executable mapping, no making memory executable), so a
-    child process with it set stands in for the service.
-    """
-    pr_set_mdwe, refuse_exec_gain = 65, 1
-    code = (
-        "import ctypes, sys\n"
-        "libc = ctypes.CDLL(None, use_errno=True)\n"
-        f"if libc.prctl({pr_set_mdwe}, {refuse_exec_gain}, 0, 0, 0) != 0: sys.exit(77)\n"
-        "import mmap\n"
-        "try:\n"
-        "    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
-        "    sys.exit(78)\n"
-        "except OSError:\n"
-        "    pass\n"
-        "import aiohttp, dns.asyncresolver, structlog, yaml, prometheus_client\n"
-        "import monitor.daemon, monitor.web, monitor.cli\n"
-        "from monitor import config\n"
-        "config.load(sys.argv[1])\n"
+class Cmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
+seccomp.seccomp_init.restype = ctypes.c_void_p
+seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+seccomp.seccomp_rule_add_array.argtypes = [
+    ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(Cmp)]
+seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+ctx = seccomp.seccomp_init(DENY)
+for name in spec["syscalls"]:
+    nr = seccomp.seccomp_syscall_resolve_name(name.encode())
+    if nr < 0:  # not a syscall of this architecture
+        continue
+    if name == "socket":
+        for family in spec["families"]:
+            cmp = (Cmp * 1)(Cmp(0, 4, family, 0))  # SCMP_A0(SCMP_CMP_EQ, family)
+            assert seccomp.seccomp_rule_add_array(ctx, ALLOW, nr, 1, cmp) == 0
+    else:
+        assert seccomp.seccomp_rule_add_array(ctx, ALLOW, nr, 0, None) == 0, name
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(77)
+assert seccomp.seccomp_load(ctx) == 0
+os.execv(sys.executable, [sys.executable, *spec["argv"]])
+"""
+ADDRESS_FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10}
+
+
+def syscall_group(group: str) -> set[str]:
+    """The system calls of a systemd syscall group, nested groups expanded."""
+    proc = run(tool("systemd-analyze"), "syscall-filter", "--no-pager", group)
+    assert proc.returncode == 0, proc.stderr
+    out: set[str] = set()
+    for line in proc.stdout.splitlines()[1:]:
+        item = line.strip()
+        if item and not item.startswith("#"):
+            out |= syscall_group(item) if item.startswith("@") else {item}
+    return out
+
+
+def sandboxed(argv: list[str]) -> list[str]:
+    """A command running `python argv` under the unit's syscall filter, families and W^X."""
+    if ctypes.util.find_library("seccomp") is None:
+        missing("libseccomp (libseccomp2)")
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for value in unit_directives()["SystemCallFilter"]:
+        groups = value.removeprefix("~").split()
+        target = denied if value.startswith("~") else allowed
+        for g in groups:
+            target |= syscall_group(g) if g.startswith("@") else {g}
+    families = [
+        ADDRESS_FAMILIES[f] for f in " ".join(unit_directives()["RestrictAddressFamilies"]).split()
+    ]
+    spec = {"syscalls": sorted(allowed - denied), "families": families, "argv": argv}
+    return [sys.executable, "-c", SANDBOX_LAUNCHER, json.dumps(spec)]
+
+
+def test_sandbox_emulation_denies_what_the_unit_denies() -> None:
+    """The emulated sandbox is not vacuous: netlink sockets, setpriority and W+X memory fail."""
+    probe = (
+        "import mmap, os, socket\n"
+        "def denied(f):\n"
+        "    try:\n"
+        "        f()\n"
+        "    except OSError:\n"
+        "        return True\n"
+        "    return False\n"
+        "assert denied(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW))\n"
+        "assert denied(lambda: os.setpriority(os.PRIO_PROCESS, 0, 5))\n"
+        "assert denied(lambda: mmap.mmap(-1, 4096, prot=7))\n"
+        "assert not denied(lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close())\n"
     )
-    proc = run(sys.executable, "-c", code, ROOT / "config" / "dprk.yaml", cwd=ROOT)
+    proc = run(*sandboxed(["-c", probe]))
     if proc.returncode == 77:
         pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3)")
-    assert proc.returncode != 78, "PR_SET_MDWE did not refuse a W+X mapping"
     assert proc.returncode == 0, proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            return str(r.read().decode())
+    except OSError:
+        return ""
+
+
+def test_daemon_runs_in_the_units_sandbox_and_speaks_sd_notify(tmp_path: Path) -> None:
+    """Under the unit's sandbox the daemon probes, serves /metrics, and sends READY=1,
+    WATCHDOG=1, RELOADING=1 on SIGHUP and STOPPING=1 on SIGTERM (loopback targets only)."""
+    port = free_port()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f"state_dir: {tmp_path / 'state'}\n"
+        "probing: {interval: 1s, timeout: 500ms}\n"
+        "entities:\n"
+        "  - name: loopback\n"
+        f'    tcp: ["127.0.0.1:{port}"]\n'
+        f"    http: [{{url: 'http://127.0.0.1:{port}/healthz', expect_status: [200]}}]\n"
+        "controls:\n"
+        f'  tcp: ["127.0.0.1:{port}"]\n'
+    )
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.5)
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        "WATCHDOG_USEC": "1000000",
+    }
+    env.pop("WATCHDOG_PID", None)
+    cmd = sandboxed(["-m", "monitor", "run", "--config", str(cfg)])
+    daemon = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen: list[str] = []
+
+    def wait_for(message: str, deadline: float = 20.0) -> None:
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if daemon.poll() is not None:
+                if daemon.returncode == 77:
+                    pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3)")
+                _, err = daemon.communicate()
+                pytest.fail(f"daemon exited {daemon.returncode}: {err}")
+            try:
+                seen.extend(notify.recv(4096).decode().splitlines())
+            except TimeoutError:
+                continue
+            if message in seen:
+                seen.clear()
+                return
+        pytest.fail(f"no {message} from the daemon")
+
+    try:
+        wait_for("READY=1")
+        wait_for("WATCHDOG=1")
+        end = time.monotonic() + 20
+        body = ""
+        while time.monotonic() < end:
+            body = scrape(port)
+            if re.search(
+                r'probes_total\{entity="loopback",kind="http"\} [1-9]', body
+            ) and re.search(r'target_up\{entity="loopback",kind="tcp",target="[^"]+"\} 1', body):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("no successful probes in /metrics:\n" + body)
+        daemon.send_signal(signal.SIGHUP)
+        wait_for("RELOADING=1")
+        wait_for("READY=1")
+        daemon.send_signal(signal.SIGTERM)
+        wait_for("STOPPING=1")
+        _, stderr = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, stderr
+        assert "Operation not permitted" not in stderr and "PermissionError" not in stderr, stderr
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+        notify.close()
 
 
 # ---- Prometheus and Alertmanager --------------------------------------------------------------
