@@ -52,10 +52,12 @@ def in_sim_range(address: str) -> bool:
 
 
 def expand(items: tuple[str, ...] | list[str]) -> list[str]:
-    """Addresses, `a.b.c.d-e` / `a.b.c.d-a.b.c.e` ranges -> a list of addresses."""
+    """Addresses, `a.b.c.d-e` / `a.b.c.d-a.b.c.e` ranges, CIDRs (every address) -> addresses."""
     out: list[str] = []
     for item in items:
-        if "-" in item:
+        if "/" in item:
+            out.extend(str(a) for a in ipaddress.IPv4Network(item))
+        elif "-" in item:
             first_s, last_s = item.split("-", 1)
             if "." not in last_s:
                 last_s = first_s.rsplit(".", 1)[0] + "." + last_s
@@ -72,7 +74,9 @@ class Block:
 
     prefix: str
     upstream: str  # key of the Upstream that carries it
-    answering: tuple[str, ...] = ()  # addresses (or ranges) that answer ICMP; the rest is silent
+    # Addresses that answer ICMP (ranges allowed); the rest is silent. A CIDR answers as a whole
+    # (an AnyIP `local` route: cheap for benchmarks with many thousands of targets).
+    answering: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

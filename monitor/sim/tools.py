@@ -96,6 +96,17 @@ def _parse(packet: bytes, ident: int, now: float) -> IcmpMessage | None:
     return None
 
 
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+def _big_rcvbuf(s: socket.socket, size: int = 16 << 20) -> None:
+    """Room for thousands of replies arriving at once (root may exceed net.core.rmem_max)."""
+    try:
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
 @dataclass
 class PingResult:
     sent: int
@@ -137,6 +148,7 @@ def ping_many(
     received = 0
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as s:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        _big_rcvbuf(s)
         s.setblocking(False)
         deadline: float | None = None
         rounds = 0

@@ -411,7 +411,14 @@ class World:
             conf[ln.a] += [f"addr add {ln.a_addr}/{plen} dev {ln.a_if}", f"link set {ln.a_if} up"]
             conf[ln.b] += [f"addr add {ln.b_addr}/{plen} dev {ln.b_if}", f"link set {ln.b_if} up"]
         # host addresses live on lo (the dummy driver may be missing in the kernel)
-        conf["dprk"] += [f"addr add {a}/32 dev lo" for a in self.hosts]
+        anyip = [c for b in self.spec.blocks for c in b.answering if "/" in c]
+        covered = {a for c in anyip for a in expand([c])}
+        served = {*(a for s in self.spec.sites for a in s.addresses)}
+        served |= {n.address for n in self.spec.name_servers}
+        conf["dprk"] += [f"route add local {c} dev lo table local" for c in anyip]
+        conf["dprk"] += [
+            f"addr add {a}/32 dev lo" for a in self.hosts if a not in covered or a in served
+        ]
         conf["ctl"] += [f"addr add {a}/32 dev lo" for a in self.control_hosts]
         # policy: each vantage may get its own view at the core (per-vantage withdrawals);
         # the border sends a block's traffic back through the upstream carrying it.
@@ -1058,7 +1065,9 @@ class World:
             if e.asn is not None:
                 ent["asn"] = e.asn
             ent["prefixes"] = list(e.prefixes or [b.prefix for b in e.blocks])
-            ent["icmp"] = [a for a in self.hosts if inside(a)]
+            cidrs = [c for b in e.blocks for c in b.answering if "/" in c]
+            covered = {a for c in cidrs for a in expand([c])}
+            ent["icmp"] = cidrs + [a for a in self.hosts if inside(a) and a not in covered]
             sites = [s for s in spec.sites if inside(s.addresses[0])]
             nss = [n for n in spec.name_servers if inside(n.address)]
             tcp = [f"{n.address}:53" for n in nss]

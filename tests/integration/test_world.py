@@ -7,6 +7,7 @@ These tests need no daemon: they probe the world from the vantage namespace with
 from __future__ import annotations
 
 import io
+import ipaddress
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ import pytest
 from monitor import config as config_mod
 from monitor.probes.base import target_address
 from monitor.sim import netns, tools
+from monitor.sim.spec import Block, Entity, dprk
 from monitor.sim.world import World
 
 pytestmark = pytest.mark.netns
@@ -161,6 +164,18 @@ def test_daemon_config_is_accepted_by_the_config_loader(world: World, tmp_path: 
     targets = [*cfg.controls.all(), *(t for e in cfg.entities for t in e.targets.all())]
     for t in targets:
         tools.check_destination(str(target_address(t)))  # raises outside 198.18.0.0/15
+
+
+def test_cidr_answering_block_answers_as_a_whole(world_factory: Callable[..., World]) -> None:
+    """A block whose `answering` is a CIDR answers on every address (AnyIP), at scale."""
+    d = dprk()
+    big = Block("198.18.180.0/22", "ttk", ("198.18.180.0/22",))
+    w = world_factory(spec=replace(d, entities=(*d.entities, Entity("bench", (big,)))))
+    addrs = [str(a) for a in ipaddress.IPv4Network("198.18.180.0/22")]
+    res = w.ping_many(V, addrs, timeout=1.0)
+    assert sum(r.received for r in res.values()) == len(addrs)
+    assert "icmp: [198.18.180.0/22]" in w.daemon_config()
+    assert w.http_get(V, "http://kcna.kp/").status == 200
 
 
 # --- faults and repairs ---------------------------------------------------------------------
