@@ -109,6 +109,8 @@ ANSWERED = frozenset({Reason.REFUSED, Reason.HTTP_STATUS, Reason.TLS_ERROR, Reas
 _MAX_SAMPLES = 4096
 _MAX_PHASES = 64
 _MAX_LISTED_TARGETS = 50
+# Least time between two evaluations of an entity triggered by probe results (seconds).
+_EVAL_GAP = 0.25
 _RECOVERED = "recovered"
 
 
@@ -160,19 +162,24 @@ class _TargetState:
 
 @dataclass(slots=True)
 class _KindEvidence:
-    last_good: tuple[str, float] | None = None
-    first_failed: tuple[str, float, str, str] | None = None
+    # (target, or its key once read back from the store; started time[, reason, detail])
+    last_good: tuple[Target | str, float] | None = None
+    first_failed: tuple[Target | str, float, str, str] | None = None
 
     def record(self, r: ProbeResult) -> None:
         t = r.started
         if r.ok:
             if self.last_good is None or t >= self.last_good[1]:
-                self.last_good = (r.target.key, t)
+                self.last_good = (r.target, t)
                 if self.first_failed is not None and self.first_failed[1] <= t:
                     self.first_failed = None
         elif self.first_failed is None and (self.last_good is None or t > self.last_good[1]):
             reason = (r.reason or Reason.OTHER).value
-            self.first_failed = (r.target.key, t, reason, r.detail)
+            self.first_failed = (r.target, t, reason, r.detail)
+
+
+def _key(t: Target | str) -> str:
+    return t if isinstance(t, str) else t.key
 
 
 class _Window:
@@ -341,6 +348,7 @@ class _Entity:
         self.event: _Event | None = None
         self.dirty = True
         self.pending = False
+        self.last_eval = _NEVER
         self.blind_onset: float | None = None
         self.configure(spec, params)
 
@@ -452,13 +460,18 @@ class Detector:
         e.kind_ev[result.kind].record(result)
         answered = result.ok or result.reason in ANSWERED
         block, addr = ts.block, ts.address
+        urgent = False
         if block is not None and addr is not None:
+            before = block.state
             if block.observe(addr, answered, t, learn=healthy):
                 e.dirty = True
+                urgent = BlockState.DOWN in (before, block.state)
             if healthy and block.state is not BlockState.DOWN and block.is_responsive(addr):
                 rtt = result.rtt if result.ok and result.kind is Kind.ICMP else None
                 e.loss.window.add(t, not answered, rtt)
-        if e.dirty and healthy:
+        # A block going down (or coming back) is judged at once, at most every _EVAL_GAP per
+        # entity; everything else waits for the next tick (a whole entity is re-read each time).
+        if urgent and healthy and now - e.last_eval >= _EVAL_GAP:
             return self._evaluate(e, now)
         return []
 
@@ -474,9 +487,8 @@ class Detector:
             ts.up_evidence = ts.ok_start if ts.ok_start is not None else now
         else:
             ts.down_evidence = ts.fail_start if ts.fail_start is not None else now
-        e.dirty = True
-        changes: list[Change] = [TargetChanged(entity, target, ts.hyst.up, now)]
-        return changes + self._evaluate(e, now)
+        e.dirty = True  # judged at the next tick
+        return [TargetChanged(entity, target, ts.hyst.up, now)]
 
     def observe_bgp(
         self, entity: str, prefix: str | IPNetwork, ratio: float | None, now: float
@@ -649,12 +661,7 @@ class Detector:
         if result.target.key not in v.keys:
             return []
         v.observe(result)
-        changes = self._check_vantage(now)
-        if result.ok and v.healthy:
-            for e in self._entities.values():
-                if e.pending:
-                    changes += self._evaluate(e, now)
-        return changes
+        return self._check_vantage(now)  # entities waiting for this answer: at the next tick
 
     def _check_vantage(self, now: float) -> list[Change]:
         v = self._vantage
@@ -803,6 +810,7 @@ class Detector:
         if not self._vantage.healthy:
             return []
         e.dirty = False
+        e.last_eval = now
         res = fuse(self._inputs(e, now), self.params)
         e.signals = res.signals
         ev = e.event
@@ -964,10 +972,10 @@ class Detector:
         for kind, ke in sorted(ev.kinds.items()):
             lg, ff = ke.last_good, ke.first_failed
             kinds[kind] = {
-                "last_good": None if lg is None else {"target": lg[0], "time": iso(lg[1])},
+                "last_good": None if lg is None else {"target": _key(lg[0]), "time": iso(lg[1])},
                 "first_failed": None
                 if ff is None
-                else {"target": ff[0], "time": iso(ff[1]), "reason": ff[2], "detail": ff[3]},
+                else {"target": _key(ff[0]), "time": iso(ff[1]), "reason": ff[2], "detail": ff[3]},
             }
             if ff is not None:
                 order.append((ff[1], kind))

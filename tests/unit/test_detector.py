@@ -462,6 +462,8 @@ def test_issue_waits_for_a_control_answer_sent_after_it() -> None:
     for x in targets:
         det.observe("box", ok(x, t), t)
     det.observe(None, ok(ctl, t), t)
+    det.tick(t + 1)
+    assert det.entity_state("box") is State.UP
     changes: list[Change] = []
     for k in range(8):
         t = T0 + 100 + k * 5
@@ -470,7 +472,8 @@ def test_issue_waits_for_a_control_answer_sent_after_it() -> None:
     changes += det.tick(t + 10)
     assert not any(isinstance(c, EventOpened) for c in changes)
     assert det.entity_state("box") is State.UP  # held, not yet decided
-    changes = det.observe(None, ok(ctl, T0 + 101), T0 + 150)
+    assert det.observe(None, ok(ctl, T0 + 101), T0 + 150) == []
+    changes = det.tick(T0 + 150)  # judged at the next tick
     (opened,) = [c.event for c in changes if isinstance(c, EventOpened)]
     assert opened.start == T0 + 100 and det.entity_state("box") is State.DOWN
 
