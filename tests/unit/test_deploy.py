@@ -301,6 +301,20 @@ def scrape(port: int) -> str:
         return ""
 
 
+def all_probes_answered(body: str, port: int) -> bool:
+    """/metrics shows probes of every loopback target sent, up, and none failed."""
+    ups = [
+        f'target_up{{entity="loopback",kind="tcp",target="127.0.0.1:{port}"}} 1.0',
+        f'target_up{{entity="loopback",kind="http",target="http://localhost:{port}/readyz"}} 1.0',
+        f'target_up{{entity="loopback",kind="http",target="http://127.0.0.1:{port}/healthz"}} 1.0',
+    ]
+    sent = re.search(r'probes_total\{entity="loopback",kind="http"\} (\S+)', body)
+    if sent is None or float(sent.group(1)) < 4:  # both HTTP targets, at least twice each
+        return False
+    failed = re.search(r'probe_failures_total\{entity="loopback"[^}]*\} [1-9]', body)
+    return not failed and all(u in body for u in ups)
+
+
 def test_daemon_runs_in_the_units_sandbox_and_speaks_sd_notify(tmp_path: Path) -> None:
     """Under the unit's sandbox the daemon probes, serves /metrics, and sends READY=1,
     WATCHDOG=1, RELOADING=1 on SIGHUP and STOPPING=1 on SIGTERM (loopback targets only)."""
@@ -313,7 +327,10 @@ def test_daemon_runs_in_the_units_sandbox_and_speaks_sd_notify(tmp_path: Path) -
         "entities:\n"
         "  - name: loopback\n"
         f'    tcp: ["127.0.0.1:{port}"]\n'
-        f"    http: [{{url: 'http://127.0.0.1:{port}/healthz', expect_status: [200]}}]\n"
+        "    http:\n"
+        f"      - {{url: 'http://127.0.0.1:{port}/healthz', expect_status: [200]}}\n"
+        # resolved by name: getaddrinfo must work without AF_NETLINK
+        f"      - {{url: 'http://localhost:{port}/readyz', expect_status: [200]}}\n"
         "controls:\n"
         f'  tcp: ["127.0.0.1:{port}"]\n'
     )
@@ -356,9 +373,7 @@ def test_daemon_runs_in_the_units_sandbox_and_speaks_sd_notify(tmp_path: Path) -
         body = ""
         while time.monotonic() < end:
             body = scrape(port)
-            if re.search(
-                r'probes_total\{entity="loopback",kind="http"\} [1-9]', body
-            ) and re.search(r'target_up\{entity="loopback",kind="tcp",target="[^"]+"\} 1', body):
+            if all_probes_answered(body, port):
                 break
             time.sleep(0.2)
         else:
