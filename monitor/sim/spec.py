@@ -137,8 +137,8 @@ class WorldSpec:
     vantages: int = 1
     # Point-to-point links (/30 each) are cut from this pool.
     link_pool: str = "198.18.0.0/24"
-    # What a router with no route does: "unreachable" (ICMP net unreachable, like a full-table
-    # router) or "blackhole" (silent drop).
+    # What a router does with a withdrawn prefix: "unreachable" (an `unreachable` route: ICMP
+    # host unreachable, "!H" in traceroute, rate-limited by the kernel) or "blackhole" (silent).
     withdrawn: str = "unreachable"
     # The real kp. zone, mapped to stand-ins; served by knot on the name servers.
     serve_kp_zone: bool = True

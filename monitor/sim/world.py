@@ -16,7 +16,8 @@ TTL exceeded from the interface the probe came in on (`icmp_errors_use_inbound_i
 rate limits are off.
 
 Withdrawn routes (blackout, lost upstream, per-vantage withdrawal) become `unreachable` routes by
-default: the router answers ICMP net unreachable, like a full-table router without the prefix.
+default: the router answers ICMP destination unreachable (code 1, host unreachable: "!H" in a
+traceroute), as a full-table router without the prefix would answer some unreachable.
 Note the kernel rate-limits those answers per source (`net.ipv4.route.error_cost`, a host-wide
 setting we do not touch): after a burst of ~5, about one per second; the rest vanish silently,
 so probers see a mix of "unreachable" and timeouts, as on the real Internet. `blackout(mode=
@@ -793,7 +794,7 @@ class World:
 
     def blackout(self, mode: str | None = None) -> FaultRecord:
         """All blocks withdrawn at the core and every upstream (routes become `unreachable`:
-        ICMP net unreachable from the core; `mode="blackhole"` drops silently)."""
+        ICMP host unreachable from the core, rate-limited; `mode="blackhole"` drops silently)."""
         how = WITHDRAWN_MODES[mode or self.spec.withdrawn]
 
         def apply() -> None:
@@ -937,7 +938,7 @@ class World:
 
     def cut_link(self, a: str, b: str = "dprk") -> FaultRecord:
         """Both ends of a router link set down, routes still pointing at it: with
-        `cut_link("unicom", "dprk")` a traceroute to .176 ends at Unicom (net unreachable)."""
+        `cut_link("unicom", "dprk")` a traceroute to .176 ends at Unicom ("!H")."""
         ln = self.link(a, b)
         if {ln.a, ln.b} & {f"vantage{i}" for i in range(self.spec.vantages)}:
             raise ValueError("use cut_vantage_uplink for a vantage's link")
