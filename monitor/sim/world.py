@@ -526,6 +526,8 @@ class World:
         """Stop every process, delete every namespace and the scratch dir. Idempotent."""
         if self._torn:
             return
+        if os.getpid() != self.pid:
+            return  # a forked child (inherited atexit/handlers): the world is its parent's
         self._torn = True
         if self._flap is not None:
             self._flap.stop()
