@@ -1,5 +1,6 @@
 """The detector the daemon drives: probe results in, state changes and outage events out. Pure
-logic: no I/O, no clock of its own (every call carries `now`), no asyncio.
+logic: no I/O, no clock of its own (every call carries `now`, epoch seconds on the same clock as
+`ProbeResult.started`), no asyncio.
 
 How the daemon drives it:
 
@@ -8,8 +9,7 @@ How the daemon drives it:
 - `observe_round(entity, target, ok, now)` for a target's outcome per round after re-probes
   (`Scheduler.on_round`; controls need not be passed): feeds the per-target hysteresis;
 - `observe_bgp(entity, prefix, ratio, now)` when a prefix's BGP visibility changes;
-- `tick(now)` about once a second (time-based rules: partial/degraded/routing durations,
-  vantage window, delayed event close);
+- `tick(now)` once a second: entities are judged there (and at once when a block goes down);
 - `wanted_probes(now)` after each tick: extra probes for blocks in a failure run;
 - every call returns the `Change`s to apply (store events, set metrics, log).
 
@@ -18,18 +18,20 @@ Semantics (what users rely on):
 - **One event per incident.** While an entity has any issue, one event stays open; its kind is
   the most severe issue seen (blackout > routing > partial > dns > web > degraded) and escalates,
   never lowers. `signals.phases` is the timeline of the most severe *current* issue (e.g.
-  dns -> blackout -> web -> recovered), so the Nov 2022 pattern (DNS first, then everything) is
+  dns -> blackout -> dns -> recovered), so the Nov 2022 pattern (DNS first, then everything) is
   one event of kind `blackout` whose first phase is `dns`, and `evidence.failure_order` says
-  DNS failed first.
+  DNS failed first. A DDoS (loss rising, then nothing) is one event: degraded, then blackout.
 - **Start** = the first failed probe that led to the event (earliest issue start: the first
-  failure of the blocks' failure runs, of the web/DNS targets, the BGP loss, or when loss first
-  went high), not the confirmation time.
-- **End** = the first answer of the last component to recover (max over the event's down
-  blocks of the answer that brought them up, over its down web/DNS targets of the first success
-  of the run that brought them up, over degraded/BGP of when they cleared).
+  failure of the blocks' failure runs, of the web/DNS targets, the BGP withdrawal, or the first
+  lost probe of the window in which loss went high), not the confirmation time.
+- **End** = the answer that brought the entity back to `up` (for a blackout the first answer
+  of any block; for web/DNS the first success of the run that brought the last target back;
+  for degraded/BGP when they cleared). Web/DNS targets still down from a blackout are re-probed
+  (about a round) before the entity is called up, so the end is not cut short.
 - **Flapping.** An event closes only after `merge_gap` seconds with no issue; a relapse within
   that time continues the same event (a `recovered` phase is recorded), so routes toggling every
-  30-60 s give one event, not dozens. `EventClosed` therefore arrives `merge_gap` after the end.
+  30-60 s give one event, not dozens. `EventClosed` therefore arrives `merge_gap` after the end
+  (the end itself is back-dated); meanwhile the state is already `up`.
 - **Vantage self-check.** The controls decide `vantage_healthy` (unhealthy when
   `vantage_min_failures` distinct controls failed since the last control answer, or a majority
   of the controls probed within `vantage_window` failed their latest probe). While unhealthy:
@@ -39,7 +41,8 @@ Semantics (what users rely on):
   event. When the vantage returns, failures seen since its trouble began are forgotten (blocks
   and targets that went down after the onset are believed up again, loss windows cleared),
   blocks/targets that were down before it are kept: an open event then continues or recovers
-  on fresh evidence; the blind interval is recorded in `evidence.vantage_blind`.
+  on fresh evidence (its end is then the first answer seen, and `evidence.vantage_blind` holds
+  the blind interval, within which the true end may lie).
 - **Resume.** `resume(open_events)` continues events left open by a crash or stop: the event's
   down blocks and targets (from its evidence) are seeded down, so it closes when they answer
   again instead of being duplicated.
@@ -437,7 +440,9 @@ class Detector:
             new[spec.name] = e
         for name, e in self._entities.items():
             if name not in new and e.event is not None:
-                rec = self._record(e, e.event, end=now)
+                ev = e.event
+                end = ev.recovered_at if ev.recovered_at is not None else max(now, ev.start)
+                rec = self._record(e, ev, end=end)
                 changes.append(EventClosed(_note(rec, "entity removed from the configuration")))
         self._entities = new
         return changes
@@ -638,10 +643,12 @@ class Detector:
             block = e.blocks.get(net)
             if block is None or block.known:
                 continue
-            addrs = {ts.address for ts in e.targets.values() if ts.address in net}
-            block.seed_down(
-                (a for a in addrs if a is not None), first if first is not None else rec.start
-            )
+            addrs = [
+                a
+                for a in {ts.address for ts in e.targets.values()}
+                if a is not None and a.version == net.version and a in net
+            ]
+            block.seed_down(addrs, first if first is not None else rec.start)
         for keys in ev.resumed_targets.values():
             for key in keys:
                 ts = e.by_key.get(key)
@@ -677,7 +684,10 @@ class Detector:
     def _enter_blind(self, now: float) -> list[Change]:
         v = self._vantage
         v.healthy = False
-        onset = v.fail_run_start if v.fail_run_start is not None else now
+        # Everything sent after the last control probe that was answered is suspect.
+        onset = v.last_ok_started if v.last_ok_started > _NEVER else now
+        if v.fail_run_start is not None:
+            onset = min(onset, v.fail_run_start)
         v.onset = onset
         changes: list[Change] = [VantageChanged(False, now)]
         for e in self._entities.values():
