@@ -9,9 +9,10 @@ which are in deadline order because they are in submission order.
 
 Sockets (chosen per address family, lazily, on the first probe of that family):
 - "dgram": the unprivileged ping socket (SOCK_DGRAM + IPPROTO_ICMP/ICMPV6), allowed when
-  net.ipv4.ping_group_range contains one of our groups. The kernel rewrites the echo identifier
-  to the socket's bound "port", computes checksums and only hands us replies carrying that
-  identifier; ICMP errors arrive on the error queue (IP_RECVERR / IPV6_RECVERR).
+  net.ipv4.ping_group_range contains one of our groups ("auto" tries it first, then raw).
+  The kernel rewrites the echo identifier to the socket's bound "port", computes checksums
+  and only hands us replies carrying that identifier; ICMP errors arrive on the error queue
+  (IP_RECVERR / IPV6_RECVERR).
 - "raw": SOCK_RAW (needs CAP_NET_RAW). It sees every ICMP packet reaching the host, so a kernel
   type filter drops what can never be ours and the rest is checked here; ICMP errors arrive as
   ordinary packets quoting our request.
@@ -39,7 +40,7 @@ import structlog
 
 from monitor.probes.base import IcmpTarget, IPAddress, ProbeResult, Reason
 
-__all__ = ["IcmpProber", "Mode", "ping_socket_allowed"]
+__all__ = ["IcmpProber", "Mode"]
 
 log = structlog.get_logger("monitor.probes.icmp")
 
@@ -110,16 +111,6 @@ _DEADLINE: Final = 6
 
 _monotonic = time.monotonic
 _wall = time.time
-
-
-def ping_socket_allowed(path: str = "/proc/sys/net/ipv4/ping_group_range") -> bool:
-    """True when net.ipv4.ping_group_range (of our network namespace) contains one of our gids."""
-    try:
-        with open(path) as f:
-            low, high = (int(x) for x in f.read().split())
-    except (OSError, ValueError):
-        return False
-    return any(low <= g <= high for g in {os.getegid(), *os.getgroups()})
 
 
 class _Family:
@@ -313,10 +304,9 @@ class IcmpProber:
             )
 
     def _open(self, fam: _Family) -> socket.socket | None:
-        if self.mode == "auto":
-            modes = ["dgram", "raw"] if ping_socket_allowed() else ["raw"]
-        else:
-            modes = [self.mode]
+        # "auto" just tries the ping socket (EACCES when ping_group_range excludes us) rather
+        # than read /proc, which a sandbox (systemd's ProcSubset=pid) may hide.
+        modes = ["dgram", "raw"] if self.mode == "auto" else [self.mode]
         problems = []
         for mode in modes:
             try:
