@@ -626,6 +626,8 @@ class Detector:
                 continue
             ev = _event_from_record(rec)
             ev.resumed.append(now)
+            if ev.recovered_at is not None:
+                ev.closing_since = now  # closes merge_gap after the restart if still up
             e.event = ev
             changes += self._seed(e, ev, rec, now)
             e.dirty = True
@@ -1046,8 +1048,15 @@ def _event_from_record(rec: EventRecord) -> _Event:
         if isinstance(ph, dict):
             start = _t(ph.get("start"))
             kind = ph.get("kind")
-            if start is not None and isinstance(kind, str) and kind != _RECOVERED:
+            if start is not None and isinstance(kind, str):
                 ev.phases.append((kind, start))
+    if ev.phases and ev.phases[-1][0] == _RECOVERED:
+        # It was recovering (within merge_gap) when the daemon stopped: keep the recovery time.
+        recovered = _t(sig.get("recovered_at"))
+        if recovered is None:
+            ev.phases.pop()
+        else:
+            ev.recovered_at = recovered
     if not ev.phases:
         ev.phases.append((rec.kind.value, rec.start))
     dropped = sig.get("phases_dropped")

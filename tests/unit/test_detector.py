@@ -436,7 +436,8 @@ def test_vantage_cut_during_a_blackout_keeps_the_event_open() -> None:
     assert t_closed > at(1500)
     assert at(1500) <= closed.end <= at(1505)  # type: ignore[operator]
     blind = closed.evidence["vantage_blind"]
-    assert len(blind) == 1 and iso(at(790)) <= blind[0]["start"] <= iso(at(800))  # last good control
+    # The blind interval begins with the last control probe that was answered.
+    assert len(blind) == 1 and iso(at(790)) <= blind[0]["start"] <= iso(at(800))
     assert [s for _, s in sim.log.states()] == [
         State.UP,
         State.DOWN,
@@ -520,6 +521,23 @@ def test_resume_when_recovered_during_the_downtime_closes_at_the_first_answer() 
     sim.run_until(at(1300))
     (closed,) = sim.log.closed()
     assert closed.id == stored.id and at(1000) <= closed.end <= at(1010)  # type: ignore[operator]
+
+
+def test_resume_of_a_recovering_event_keeps_its_recovery_time() -> None:
+    """An event stopped while recovering (within merge_gap) closes with the stored end."""
+    w = World(seed=19, blackout=[(at(600), at(800))])
+    sim = run(w, 860)
+    (stored,) = sim.det.open_events()
+    assert stored.signals["recovered_at"] is not None and stored.end is None
+    spec, controls = dprk_box()
+    det = Detector(DetectionParams(), [spec], controls, now=at(900))
+    det.resume([stored], at(900))
+    sim2 = Sim(w, detector=det, start=at(900))
+    sim2.run_until(at(1200))
+    (closed,) = sim2.log.closed()
+    assert closed.id == stored.id
+    assert closed.end == parse_time(stored.signals["recovered_at"])
+    assert phases(closed) == ["blackout"]
 
 
 def test_resume_closes_events_of_entities_no_longer_configured() -> None:
