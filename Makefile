@@ -4,7 +4,8 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 CONFIG  ?= config/dprk.yaml
 # Debian packages: the simulated world (nginx, knot, nftables, iproute2), promtool, peers for bench.
-APT_PKGS := python3-venv nginx-light knot knot-dnsutils nftables iproute2 procps tcpdump fping
+APT_PKGS := python3-venv nginx-light knot knot-dnsutils nftables iproute2 procps tcpdump fping \
+            prometheus prometheus-alertmanager systemd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps venv run test unit integration lint bench clean-sim
@@ -12,8 +13,10 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PKGS)
-	# Debian starts nginx on port 80 when installing it; the tests run their own.
-	-$(SUDO) systemctl disable --now nginx >/dev/null 2>&1 || $(SUDO) service nginx stop >/dev/null 2>&1 || true
+	# Debian starts these services when installing them; the tests run their own instances.
+	-for s in nginx knot prometheus prometheus-alertmanager; do \
+	  $(SUDO) systemctl disable --now $$s >/dev/null 2>&1 || $(SUDO) service $$s stop >/dev/null 2>&1; \
+	done; true
 
 $(BIN)/dprk-monitor: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,7 +36,7 @@ lint: venv
 
 # The whole suite: lint, unit tests, then the integration tests in network namespaces (root).
 test: deps venv lint
-	$(SUDO) env REQUIRE_NETNS=$${REQUIRE_NETNS:-1} PATH="$$PATH" $(BIN)/python -m pytest -ra tests; \
+	$(SUDO) env REQUIRE_NETNS=$${REQUIRE_NETNS:-1} REQUIRE_TOOLS=$${REQUIRE_TOOLS:-1} PATH="$$PATH" $(BIN)/python -m pytest -ra tests; \
 	rc=$$?; if [ $$rc = 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 unit: venv

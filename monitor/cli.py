@@ -19,13 +19,17 @@ def _load(path: str) -> config_mod.Config | None:
         return None
 
 
+# sysexits.h EX_CONFIG: lets systemd's RestartPreventExitStatus tell a bad config from a crash.
+EX_CONFIG = 78
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor import logs
     from monitor.daemon import Daemon
 
     cfg = _load(args.config)
     if cfg is None:
-        return 1
+        return EX_CONFIG
     logs.configure(cfg.log_level)
     daemon = Daemon(cfg, config_path=args.config)
     try:

@@ -654,7 +654,10 @@ def parse(text: str, path: str = "<string>") -> Config:
     return Config(
         listen_host=host,
         listen_port=port,
-        state_dir=Path(ctx.field(top, "", "state_dir", _str, "./var")),
+        # Under systemd's StateDirectory=, $STATE_DIRECTORY is the default.
+        state_dir=Path(
+            ctx.field(top, "", "state_dir", _str, os.environ.get("STATE_DIRECTORY") or "./var")
+        ),
         log_level=ctx.field(top, "", "log_level", _parse_log_level, "info"),
         probing=probing,
         detection=detection,

@@ -115,13 +115,8 @@ class Daemon:
         cfg = self.cfg
         self.probers = build_probers()
         icmp = self.probers.get(Kind.ICMP)
-        if icmp is not None and hasattr(icmp, "ignored"):
-            self.metrics.add_counter_source(
-                "icmp_replies_ignored",
-                "ICMP packets ignored: stray, spoofed, mismatched",
-                "reason",
-                lambda: dict(icmp.ignored),
-            )
+        if icmp is not None:
+            self.metrics.bind_icmp_ignored(lambda: dict(icmp.ignored))
         p = cfg.probing
         self.scheduler = Scheduler(
             self.probers, self, p.interval, p.timeout, p.max_rate, p.reprobes, p.splay

@@ -160,6 +160,16 @@ class Metrics:
             "1 while the event log accepts writes; 0 on a full or read-only disk",
             registry=r,
         )
+        # Filled by the ICMP engine's own counters at scrape time (see bind_icmp_ignored).
+        self._icmp_ignored: Callable[[], Mapping[str, int]] = dict
+        r.register(
+            _CountersCollector(
+                p + "icmp_replies_ignored",
+                "ICMP packets ignored by the engine: stray, spoofed, mismatched, malformed",
+                "reason",
+                lambda: self._icmp_ignored(),
+            )
+        )
         self.vantage_healthy.set(1)
         self.event_store_healthy.set(1)
         self._targets: set[_TargetKey] = set()
@@ -168,11 +178,9 @@ class Metrics:
         self._probe_child: dict[tuple[str, str], Counter] = {}
         self._rtt_child: dict[tuple[str, str], Histogram] = {}
 
-    def add_counter_source(
-        self, name: str, doc: str, label: str, source: Callable[[], Mapping[str, int]]
-    ) -> None:
-        """Export a component's own counters (name without prefix and without `_total`)."""
-        self.registry.register(_CountersCollector(PREFIX + name, doc, label, source))
+    def bind_icmp_ignored(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Read `icmp_replies_ignored_total` from the ICMP engine's counters at each scrape."""
+        self._icmp_ignored = source
 
     def apply_config(self, config: Config) -> None:
         """Create the series of every configured target and entity; remove those that went."""

@@ -185,7 +185,7 @@ def test_check_config_ok_and_error() -> None:
 
 
 def test_check_config_error_line(tmp_path: Path) -> None:
-    """A bad file gives exactly one line on stderr and exit 1."""
+    """A bad file: exactly one line on stderr; check-config exits 1, run exits 78 (EX_CONFIG)."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("probing:\n  interval: soon\nentities: [{name: e, icmp: [198.18.176.1]}]\n")
     r = run_cli("check-config", str(bad))
@@ -194,7 +194,7 @@ def test_check_config_error_line(tmp_path: Path) -> None:
         f"{bad}:2: probing.interval: expected a duration like 500ms, 30s or 5m, got 'soon'\n"
     )
     r = run_cli("run", "--config", str(bad))
-    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert r.returncode == 78 and r.stderr.count("\n") == 1, "EX_CONFIG: systemd won't restart"
 
 
 def test_signals_reload_and_graceful_stop(tmp_path: Path, tcp_server_sync: int) -> None:

@@ -110,8 +110,9 @@ def test_record_counts_success_failure_and_extras() -> None:
 def test_counter_source_exported_at_scrape() -> None:
     """A component's own counters (ICMP ignored replies) are read at scrape time."""
     m = fresh()
+    assert get(m, "dprk_monitor_icmp_replies_ignored_total", reason="stray") is None
     counts = {"stray": 0}
-    m.add_counter_source("icmp_replies_ignored", "doc", "reason", lambda: counts)
+    m.bind_icmp_ignored(lambda: counts)
     counts["stray"] = 3
     assert get(m, "dprk_monitor_icmp_replies_ignored_total", reason="stray") == 3
     assert b"dprk_monitor_icmp_replies_ignored_total" in m.render()
