@@ -1012,7 +1012,12 @@ class Detector:
                 "resumed_at": [iso(t) for t in ev.resumed],
             }
         )
-        return EventRecord(ev.id, e.name, ev.kind, ev.start, end, signals, evidence)
+        # While recovering (within merge_gap) the event shows its provisional end: users see it
+        # over as soon as the entity is back; a relapse clears the end and the same event goes on.
+        shown_end = end
+        if shown_end is None and ev.closing_since is not None:
+            shown_end = ev.recovered_at
+        return EventRecord(ev.id, e.name, ev.kind, ev.start, shown_end, signals, evidence)
 
 
 # --- helpers ---------------------------------------------------------------------------------
