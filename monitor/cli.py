@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_outages)
 
     p = sub.add_parser("demo", help="replay the June 2025 blackout in a simulated DPRK (root)")
+    from monitor.sim.demo import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

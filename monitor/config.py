@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import yaml
 
+from monitor.detect.params import DetectionParams
 from monitor.probes.base import DnsTarget, HttpTarget, IcmpTarget, IPAddress, TcpTarget
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -50,12 +51,6 @@ class ProbingConfig:
     reprobes: int = 2
     # Spread each target's probe over the interval (fixed per-target offset) instead of bursts.
     splay: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class DetectionConfig:
-    down_after: int = 2
-    up_after: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +91,7 @@ class Config:
     state_dir: Path = Path("./var")
     log_level: str = "info"
     probing: ProbingConfig = field(default_factory=ProbingConfig)
-    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    detection: DetectionParams = field(default_factory=DetectionParams)
     entities: tuple[EntityConfig, ...] = ()
     controls: Targets = field(default_factory=Targets)
     bgp: BgpConfig = field(default_factory=BgpConfig)
@@ -571,6 +566,57 @@ def _parse_ws_url(value: Any) -> str:
     return text
 
 
+# detection.* keys are DetectionParams' fields; these take durations, the rest numbers.
+_DETECTION_DURATIONS = {
+    "negative_spacing",
+    "responsive_ttl",
+    "partial_after",
+    "routing_after",
+    "degraded_window",
+    "degraded_after",
+    "normal_tau",
+    "vantage_window",
+    "merge_gap",
+}
+
+
+def _parse_zero_or_duration(value: Any) -> float:
+    return 0.0 if value in (0, "0", "0s") else parse_duration(value)
+
+
+def _non_negative_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number, got {_describe(value)}")
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return float(value)
+
+
+def _parse_detection(ctx: _Ctx, value: Any, line: int) -> DetectionParams:
+    defaults = DetectionParams()
+    names = {f.name for f in fields(DetectionParams)}
+    dm = ctx.mapping(value, line, "detection", names)
+    kw: dict[str, Any] = {}
+    for name in dm:
+        default = getattr(defaults, name)
+        conv: Callable[[Any], Any]
+        if name in _DETECTION_DURATIONS:
+            conv = _parse_zero_or_duration
+        elif isinstance(default, int):
+            hysteresis = name in ("down_after", "up_after")
+            conv = _int_in(1, 100) if hysteresis else _int_in(0, 1_000_000)
+        else:
+            conv = _non_negative_number
+        kw[name] = ctx.field(dm, "detection", name, conv, default)
+    try:
+        return DetectionParams(**kw)
+    except ValueError as e:
+        # DetectionParams names the field(s) first: "field: reason" or "a/b: reason".
+        names_part, _, reason = str(e).partition(": ")
+        key = next((n for n in names_part.split("/") if n in dm), names_part)
+        raise ctx.fail(dm.key_lines.get(key, dm.line), _join("detection", key), reason) from None
+
+
 def parse(text: str, path: str = "<string>") -> Config:
     """Parse and validate a configuration document; raise ConfigError on the first problem."""
     ctx = _Ctx(path)
@@ -616,15 +662,9 @@ def parse(text: str, path: str = "<string>") -> Config:
             line = pm.key_lines.get("timeout", pm.line)
             raise ctx.fail(line, "probing.timeout", "must be shorter than probing.interval")
 
-    detection = DetectionConfig()
+    detection = DetectionParams()
     if "detection" in top:
-        dm = ctx.mapping(
-            top["detection"], top.key_lines["detection"], "detection", {"down_after", "up_after"}
-        )
-        detection = DetectionConfig(
-            down_after=ctx.field(dm, "detection", "down_after", _int_in(1, 100), 2),
-            up_after=ctx.field(dm, "detection", "up_after", _int_in(1, 100), 2),
-        )
+        detection = _parse_detection(ctx, top["detection"], top.key_lines["detection"])
 
     entities: tuple[EntityConfig, ...] = ()
     if "entities" in top:

@@ -1,4 +1,12 @@
-"""Wiring: probers, scheduler, metrics and the web app; signals and reload."""
+"""Wiring: probers, scheduler, detector, event log, BGP, metrics and the web app; signals, reload.
+
+Data flow: the scheduler hands every probe result to `on_result` (metrics, detector) and each
+target's round outcome to `on_round` (hysteresis); a one-second tick lets the detector judge
+entities, asks it which extra probes it wants, retries pending event-log writes and refreshes
+the gauges that are snapshots (block beliefs, event-store health). Every `Change` the detector
+returns goes through `_apply`, the one place that turns decisions into metrics, log lines and
+stored events.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +21,31 @@ from aiohttp import web
 
 from monitor import __version__, systemd
 from monitor import config as config_mod
+from monitor.bgp import DEFAULT_URL, RIPESTAT_SNAPSHOT_URL, RisLiveClient, Visibility
 from monitor.config import Config
+from monitor.detect.detector import Detector, EntitySpec
 from monitor.detect.hysteresis import Hysteresis
+from monitor.detect.model import (
+    Change,
+    EventClosed,
+    EventOpened,
+    EventUpdated,
+    StateChanged,
+    TargetChanged,
+    VantageChanged,
+    iso_or_none,
+)
+from monitor.events import EventStore, render_csv, render_json
 from monitor.metrics import CONTROLS, Metrics, configured_targets
 from monitor.probes.base import Kind, ProbeResult, Target
 from monitor.scheduler import Scheduler
 from monitor.web import make_app
 
 log = structlog.get_logger("monitor.daemon")
+
+TICK = 1.0  # seconds between detector ticks
+# With fewer collector peers than this, a ratio means little (one peer's message at start-up).
+BGP_MIN_PEERS = 3
 
 
 def build_probers() -> dict[Kind, Any]:
@@ -43,6 +68,19 @@ def schedule_entries(cfg: Config) -> Iterable[tuple[str, Target, bool]]:
         yield entity, target, entity == CONTROLS
 
 
+def _specs(cfg: Config) -> list[EntitySpec]:
+    return [EntitySpec.from_config(e) for e in cfg.entities]
+
+
+def _prefix_owners(cfg: Config) -> dict[str, list[str]]:
+    """Watched prefix -> the entities announcing it."""
+    owners: dict[str, list[str]] = {}
+    for e in cfg.entities:
+        for p in e.prefixes:
+            owners.setdefault(str(p), []).append(e.name)
+    return owners
+
+
 class Daemon:
     """The running monitor. `start`/`stop` for tests; `run` for the CLI (signals included)."""
 
@@ -54,14 +92,20 @@ class Daemon:
         self.metrics = metrics or Metrics()
         self.probers: dict[Kind, Any] = {}
         self.scheduler: Scheduler | None = None
-        self._hyst: dict[tuple[str, Target], Hysteresis] = {}
+        self.detector: Detector | None = None
+        self.store: EventStore | None = None
+        self.bgp: RisLiveClient | None = None
+        self._bgp_task: asyncio.Task[None] | None = None
+        self._bgp_owners: dict[str, list[str]] = {}
+        # Controls only: entity targets' hysteresis lives in the detector.
+        self._control_hyst: dict[Target, Hysteresis] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._ready = False
         self._stop = asyncio.Event()
         self.listen_port: int | None = None
 
-    # --- ResultSink ----------------------------------------------------------------------------
+    # --- ResultSink (called by the scheduler) ---------------------------------------------------
 
     def on_result(self, entity: str, result: ProbeResult, control: bool) -> None:
         self.metrics.record(entity, result)
@@ -74,32 +118,164 @@ class Daemon:
                 reason=result.reason,
                 detail=result.detail,
             )
+        if self.detector is not None:
+            self._apply(self.detector.observe(None if control else entity, result, time.time()))
 
     def on_round(self, entity: str, target: Target, ok: bool, control: bool) -> None:
-        h = self._hyst.get((entity, target))
-        if h is None:
+        if control:
+            h = self._control_hyst.get(target)
+            if h is not None and h.update(ok):
+                self.metrics.set_target_up(entity, target, h.up)
             return
-        if h.update(ok):
-            self.metrics.set_target_up(entity, target, h.up)
-            log.info(
-                "target up" if h.up else "target down",
-                entity=entity,
-                kind=target.kind.value,
-                target=target.key,
-            )
+        if self.detector is not None:
+            self._apply(self.detector.observe_round(entity, target, ok, time.time()))
 
     def on_skipped(self, entity: str, target: Target, late: bool) -> None:
         metric = self.metrics.probes_late if late else self.metrics.probes_skipped
         metric.labels(entity, target.kind.value).inc()
 
-    # --- lifecycle -----------------------------------------------------------------------------
+    # --- decisions -> metrics, log, event log -----------------------------------------------
 
-    def _apply(self, cfg: Config) -> None:
+    def _apply(self, changes: list[Change]) -> None:
+        m = self.metrics
+        for c in changes:
+            if isinstance(c, TargetChanged):
+                m.set_target_up(c.entity, c.target, c.up)
+                log.info(
+                    "target up" if c.up else "target down",
+                    entity=c.entity,
+                    kind=c.target.kind.value,
+                    target=c.target.key,
+                )
+            elif isinstance(c, StateChanged):
+                m.set_entity_state(c.entity, c.new.value)
+                log.info(
+                    "entity state",
+                    entity=c.entity,
+                    old=c.old.value,
+                    new=c.new.value,
+                    since=iso_or_none(c.since),
+                )
+            elif isinstance(c, VantageChanged):
+                m.vantage_healthy.set(1 if c.healthy else 0)
+                log.warning("vantage healthy" if c.healthy else "vantage offline: controls fail")
+            elif isinstance(c, EventOpened | EventUpdated | EventClosed):
+                ev = c.event
+                if self.store is not None:
+                    self.store.save(ev)
+                if isinstance(c, EventOpened):
+                    m.outages.labels(ev.entity, ev.kind.value).inc()
+                    log.warning(
+                        "outage opened",
+                        entity=ev.entity,
+                        kind=ev.kind.value,
+                        id=ev.id,
+                        start=iso_or_none(ev.start),
+                    )
+                    self._annotate_bgp(ev.entity)
+                elif isinstance(c, EventUpdated) and c.escalated:
+                    # An escalation is a new kind of outage (dns -> blackout): count it.
+                    m.outages.labels(ev.entity, ev.kind.value).inc()
+                    log.warning(
+                        "outage escalated",
+                        entity=ev.entity,
+                        kind=ev.kind.value,
+                        previous=c.previous_kind.value,
+                        id=ev.id,
+                    )
+                    self._annotate_bgp(ev.entity)
+                elif isinstance(c, EventClosed):
+                    log.info(
+                        "outage closed",
+                        entity=ev.entity,
+                        kind=ev.kind.value,
+                        id=ev.id,
+                        start=iso_or_none(ev.start),
+                        end=iso_or_none(ev.end),
+                    )
+                m.outage_active.labels(ev.entity).set(1 if ev.open else 0)
+        if self.store is not None:
+            m.event_store_healthy.set(1 if self.store.healthy else 0)
+
+    # --- BGP --------------------------------------------------------------------------------
+
+    def _on_bgp(self, prefix: str, ratio: float | None) -> None:
+        client, det = self.bgp, self.detector
+        if client is None or det is None:
+            return
+        now = time.time()
+        episode = client.visibility.withdrawal(prefix)
+        since = episode.first if episode is not None else None
+        for entity in self._bgp_owners.get(prefix, []):
+            if ratio is None:
+                self.metrics.remove_bgp_visibility(entity, prefix)
+            else:
+                self.metrics.bgp_visibility.labels(entity, prefix).set(ratio)
+            self._apply(det.observe_bgp(entity, prefix, ratio, now, since=since))
+            if episode is not None:
+                self._annotate_bgp(entity)
+
+    def _annotate_bgp(self, entity: str) -> None:
+        """Put the routing picture (withdrawal time, peers) into the entity's open event."""
+        client, det = self.bgp, self.detector
+        if client is None or det is None:
+            return
+        now = time.time()
+        routing: dict[str, object] = {}
+        for prefix, owners in self._bgp_owners.items():
+            if entity not in owners:
+                continue
+            st = client.visibility.status(prefix, now)
+            w = st.withdrawal
+            routing[prefix] = {
+                "visibility_ratio": st.ratio,
+                "peers_seeing": st.seeing,
+                "peers_recent": st.recent,
+                "withdrawal": None
+                if w is None
+                else {
+                    "first": iso_or_none(w.first),
+                    "confirmed": iso_or_none(w.time),
+                    "peers_withdrawn": w.peers,
+                    "ratio": w.ratio,
+                },
+            }
+        if routing:
+            self._apply(det.annotate(entity, "bgp", routing))
+
+    async def _start_bgp(self, cfg: Config) -> None:
+        owners = _prefix_owners(cfg)
+        if not cfg.bgp.enabled or not owners:
+            return
+        self._bgp_owners = owners
+        vis = Visibility(owners, min_peers=BGP_MIN_PEERS, threshold=cfg.detection.bgp_lost_ratio)
+        # The RIPEstat snapshot only makes sense next to the real RIS Live.
+        snapshot = RIPESTAT_SNAPSHOT_URL if cfg.bgp.ris_live_url == DEFAULT_URL else None
+        self.bgp = RisLiveClient(
+            vis, cfg.bgp.ris_live_url, on_change=self._on_bgp, snapshot_url=snapshot
+        )
+        self._bgp_task = asyncio.create_task(self.bgp.run(), name="ris-live")
+        self.metrics.bind_bgp(self.bgp)
+
+    async def _stop_bgp(self) -> None:
+        if self.bgp is not None:
+            await self.bgp.close()
+        if self._bgp_task is not None:
+            self._bgp_task.cancel()
+            await asyncio.gather(self._bgp_task, return_exceptions=True)
+        self.bgp, self._bgp_task = None, None
+        self.metrics.bind_bgp(None)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _configure(self, cfg: Config) -> None:
         """Make `cfg` the running configuration (at start and on a good reload)."""
         d = cfg.detection
-        keys = {(e, t) for e, t in configured_targets(cfg)}
-        self._hyst = {k: self._hyst.get(k) or Hysteresis(d.down_after, d.up_after) for k in keys}
-        for h in self._hyst.values():
+        self._control_hyst = {
+            t: self._control_hyst.get(t) or Hysteresis(d.down_after, d.up_after)
+            for t in cfg.controls.all()
+        }
+        for h in self._control_hyst.values():
             h.down_after, h.up_after = d.down_after, d.up_after
         self.metrics.apply_config(cfg)
         p = cfg.probing
@@ -113,16 +289,24 @@ class Daemon:
 
     async def start(self) -> None:
         cfg = self.cfg
+        now = time.time()
+        self.store = EventStore(cfg.state_dir)
+        self.detector = Detector(cfg.detection, _specs(cfg), list(cfg.controls.all()), now=now)
         self.probers = build_probers()
-        icmp = self.probers.get(Kind.ICMP)
-        if icmp is not None:
-            self.metrics.bind_icmp_ignored(lambda: dict(icmp.ignored))
+        icmp = self.probers[Kind.ICMP]
+        self.metrics.bind_icmp_ignored(lambda: dict(icmp.ignored))
         p = cfg.probing
         self.scheduler = Scheduler(
             self.probers, self, p.interval, p.timeout, p.max_rate, p.reprobes, p.splay
         )
-        self._apply(cfg)
-        app = make_app(self.metrics, lambda: self._ready)
+        self._configure(cfg)
+        resumed = self.store.open_events()
+        self._apply(self.detector.resume(resumed, now))
+        for ev in self.detector.open_events():
+            self.metrics.outage_active.labels(ev.entity).set(1 if ev.open else 0)
+        if resumed:
+            log.warning("resumed open outage events", ids=[e.id for e in resumed])
+        app = make_app(self.metrics, lambda: self._ready, api=self)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.listen_host, cfg.listen_port)
@@ -131,6 +315,8 @@ class Daemon:
         if server is not None and server.sockets:
             self.listen_port = server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+        self._tasks.append(asyncio.create_task(self._ticker(), name="tick"))
+        await self._start_bgp(cfg)
         wd = systemd.watchdog_interval()
         if wd:
             self._tasks.append(asyncio.create_task(self._watchdog(wd), name="watchdog"))
@@ -141,9 +327,28 @@ class Daemon:
             config=cfg.source,
             listen=f"{cfg.listen_host}:{self.listen_port}",
             entities=len(cfg.entities),
-            targets=len(self._hyst),
+            targets=sum(len(e.targets) for e in cfg.entities),
+            controls=len(cfg.controls),
+            state_dir=str(cfg.state_dir),
         )
         systemd.notify("READY=1\nSTATUS=probing")
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self.tick(time.time())
+
+    def tick(self, now: float) -> None:
+        det, sched, store = self.detector, self.scheduler, self.store
+        assert det is not None and sched is not None and store is not None
+        self._apply(det.tick(now))
+        for entity, target in det.wanted_probes(now):
+            if not sched.request_extra(entity, target):
+                break
+        if store.pending:
+            store.flush()
+        self.metrics.event_store_healthy.set(1 if store.healthy else 0)
+        self.metrics.set_block_beliefs(det.block_beliefs())
 
     async def _watchdog(self, every: float) -> None:
         while True:
@@ -164,10 +369,25 @@ class Daemon:
             return False
         if (new.listen_host, new.listen_port) != (self.cfg.listen_host, self.cfg.listen_port):
             log.warning("listen address changes need a restart; keeping the old one")
-        self._apply(new)
-        log.info("reloaded", config=new.source, targets=len(self._hyst))
+        if new.state_dir != self.cfg.state_dir:
+            log.warning("state_dir changes need a restart; keeping the old one")
+        old_bgp = (self.cfg.bgp, _prefix_owners(self.cfg))
+        self._configure(new)
+        if self.detector is not None:
+            self._apply(
+                self.detector.reconfigure(
+                    new.detection, _specs(new), list(new.controls.all()), time.time()
+                )
+            )
+        if (new.bgp, _prefix_owners(new)) != old_bgp:
+            asyncio.get_running_loop().create_task(self._restart_bgp(new))
+        log.info("reloaded", config=new.source)
         systemd.notify("READY=1")
         return True
+
+    async def _restart_bgp(self, cfg: Config) -> None:
+        await self._stop_bgp()
+        await self._start_bgp(cfg)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -179,12 +399,17 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self._stop_bgp()
         if self.scheduler is not None:
             await self.scheduler.close()
         for prober in self.probers.values():
             await prober.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.store is not None:
+            # Open events stay open in the log and are resumed at the next start.
+            self.store.flush()
+            self.store.close()
         log.info("stopped")
 
     async def run(self) -> None:
@@ -198,3 +423,35 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self.stop()
+
+    # --- the API (web.Api) ------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        assert self.detector is not None
+        doc: dict[str, object] = dict(self.detector.status(time.time()))
+        if self.bgp is not None:
+            now = time.time()
+            for ent in doc.get("entities", []):  # type: ignore[attr-defined]
+                routing = {}
+                for prefix, owners in self._bgp_owners.items():
+                    if ent["name"] in owners:
+                        routing[prefix] = self.bgp.visibility.ratio(prefix, now)
+                if routing:
+                    ent["signals"] = dict(ent["signals"], bgp_visibility=routing)
+            doc["bgp"] = {"connected": self.bgp.connected, "messages": self.bgp.messages}
+        if self.store is not None:
+            doc["event_log"] = {
+                "healthy": self.store.healthy,
+                "pending": self.store.pending,
+                "error": self.store.last_error,
+            }
+        return doc
+
+    def outages(
+        self, since: str | None, until: str | None, entity: str | None, fmt: str
+    ) -> tuple[str, str]:
+        assert self.store is not None
+        events = self.store.query(since=since, until=until, entity=entity, now=time.time())
+        if fmt == "csv":
+            return "text/csv", render_csv(events)
+        return "application/json", render_json(events)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -53,6 +54,20 @@ class _CountersCollector(Collector):
         family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
         for value, count in sorted(self._source().items()):
             family.add_metric([value], count)
+        yield family
+
+
+class _ValueCollector(Collector):
+    """One counter read from a component at scrape time; absent while the source says None."""
+
+    def __init__(self, name: str, doc: str, source: Callable[[], int | None]):
+        self._name, self._doc, self._source = name, doc, source
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        value = self._source()
+        family = CounterMetricFamily(self._name, self._doc)
+        if value is not None:
+            family.add_metric([], value)
         yield family
 
 
@@ -170,6 +185,28 @@ class Metrics:
                 lambda: self._icmp_ignored(),
             )
         )
+        # RIS Live client health, read from the client at scrape time (see bind_bgp).
+        self._bgp: Any = None
+        self.bgp_connected = Gauge(
+            p + "ris_live_connected", "1 while the RIS Live websocket is connected", registry=r
+        )
+        self.bgp_connected.set_function(lambda: 1 if self._bgp and self._bgp.connected else 0)
+        r.register(
+            _CountersCollector(
+                p + "ris_live_junk_frames",
+                "RIS Live frames skipped: not JSON, unknown type, bad fields",
+                "reason",
+                lambda: dict(self._bgp.junk) if self._bgp else {},
+            )
+        )
+        r.register(
+            _ValueCollector(
+                p + "ris_live_messages",
+                "RIS Live messages handled",
+                lambda: self._bgp.messages if self._bgp else None,
+            )
+        )
+        self._blocks: set[tuple[str, str]] = set()
         self.vantage_healthy.set(1)
         self.event_store_healthy.set(1)
         self._targets: set[_TargetKey] = set()
@@ -177,6 +214,23 @@ class Metrics:
         # Hot-path caches of labelled children, keyed by (entity, kind).
         self._probe_child: dict[tuple[str, str], Counter] = {}
         self._rtt_child: dict[tuple[str, str], Histogram] = {}
+
+    def bind_bgp(self, client: Any) -> None:
+        """The RIS Live client whose health is exported (None when BGP is off)."""
+        self._bgp = client
+
+    def remove_bgp_visibility(self, entity: str, prefix: str) -> None:
+        _remove(self.bgp_visibility, entity, prefix)
+
+    def set_block_beliefs(self, beliefs: Iterable[tuple[str, str, float]]) -> None:
+        """Snapshot of every /24 block's belief; blocks no longer judged lose their series."""
+        seen = set()
+        for entity, block, belief in beliefs:
+            self.block_belief.labels(entity, block).set(belief)
+            seen.add((entity, block))
+        for gone in self._blocks - seen:
+            _remove(self.block_belief, *gone)
+        self._blocks = seen
 
     def bind_icmp_ignored(self, source: Callable[[], Mapping[str, int]]) -> None:
         """Read `icmp_replies_ignored_total` from the ICMP engine's counters at each scrape."""

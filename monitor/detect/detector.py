@@ -496,10 +496,17 @@ class Detector:
         return [TargetChanged(entity, target, ts.hyst.up, now)]
 
     def observe_bgp(
-        self, entity: str, prefix: str | IPNetwork, ratio: float | None, now: float
+        self,
+        entity: str,
+        prefix: str | IPNetwork,
+        ratio: float | None,
+        now: float,
+        since: float | None = None,
     ) -> list[Change]:
         """The share of route-collector peers that see `prefix` (one of the entity's
-        announcements); None when not known (too few peers): the prefix is left out."""
+        announcements); None when not known (too few peers): the prefix is left out.
+        `since`: when the visibility loss began (the first withdrawal's BGP timestamp), so that
+        an event opened on it starts then rather than when the message arrived."""
         e = self._entities.get(entity)
         if e is None:
             return []
@@ -514,16 +521,25 @@ class Detector:
         lost = ratio < self.params.bgp_lost_ratio
         withdrawn = ratio < self.params.bgp_withdrawn_ratio
         if lost and p.lost_since is None:
-            p.lost_since = now
+            p.lost_since = min(since, now) if since is not None else now
         elif not lost and p.lost_since is not None:
             p.lost_since = None
             p.restored_at = now
         if withdrawn and p.withdrawn_since is None:
-            p.withdrawn_since = now
+            p.withdrawn_since = min(since, now) if since is not None else now
         elif not withdrawn:
             p.withdrawn_since = None
         e.dirty = True
         return self._evaluate(e, now) if self._vantage.healthy else []
+
+    def annotate(self, entity: str, key: str, value: object) -> list[Change]:
+        """Add evidence gathered outside the probes (BGP withdrawal, traceroute) to the open
+        event of `entity`; returns the EventUpdated to store, or nothing when none is open."""
+        e = self._entities.get(entity)
+        if e is None or e.event is None:
+            return []
+        e.event.extra_evidence[key] = value
+        return [EventUpdated(self._record(e, e.event), e.event.kind)]
 
     def tick(self, now: float) -> list[Change]:
         """Time-based rules; call about once a second."""

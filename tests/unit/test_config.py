@@ -130,6 +130,14 @@ INVALID = [
         "c.yaml:2: detection.down_after: must be between 1 and 100, got 0",
     ),
     (
+        "detection:\n  merge_gap: 120\n" + MINIMAL,
+        "c.yaml:2: detection.merge_gap: expected a duration like 500ms, 30s or 5m, got 120",
+    ),
+    (
+        "detection:\n  bgp_lost_ratio: 0.05\n  bgp_withdrawn_ratio: 0.1\n" + MINIMAL,
+        "c.yaml:3: detection.bgp_withdrawn_ratio: need 0 <= bgp_withdrawn_ratio <= bgp_lost_ratio <= 1",
+    ),
+    (
         "log_level: loud\n" + MINIMAL,
         "c.yaml:1: log_level: expected one of debug, info, warning, error, got 'loud'",
     ),
@@ -233,6 +241,16 @@ def test_invalid_config_message(doc: str, message: str) -> None:
     with pytest.raises(config.ConfigError) as info:
         config.parse(doc, "c.yaml")
     assert str(info.value) == message
+
+
+def test_detection_keys_map_onto_params() -> None:
+    """detection.* keys set the detector's parameters; durations and numbers as typed."""
+    cfg = parse(
+        MINIMAL + "detection: {down_after: 3, merge_gap: 2m, belief_down: 0.2, extra_max: 7}\n"
+    )
+    d = cfg.detection
+    assert (d.down_after, d.merge_gap, d.belief_down, d.extra_max) == (3, 120.0, 0.2, 7)
+    assert d.up_after == 2
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
