@@ -335,7 +335,8 @@ class Daemon:
 
     async def _ticker(self) -> None:
         while True:
-            await asyncio.sleep(TICK)
+            # A time-scaled configuration (short interval) ticks proportionally faster.
+            await asyncio.sleep(min(TICK, self.cfg.probing.interval / 30))
             self.tick(time.time())
 
     def tick(self, now: float) -> None:

@@ -40,7 +40,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -1052,6 +1052,8 @@ class World:
         down_after: int = 2,
         up_after: int = 2,
         log_level: str | None = None,
+        detection: Mapping[str, Any] | None = None,
+        bgp: Mapping[str, Any] | None = None,
     ) -> str:
         """The daemon's YAML configuration for this world (public contract format)."""
         if not 0 <= vantage < self.spec.vantages:
@@ -1097,10 +1099,10 @@ class World:
         if log_level:
             doc["log_level"] = log_level
         doc["probing"] = {"interval": interval, "timeout": timeout, "max_rate": max_rate}
-        doc["detection"] = {"down_after": down_after, "up_after": up_after}
+        doc["detection"] = {"down_after": down_after, "up_after": up_after, **(detection or {})}
         doc["entities"] = entities
         doc["controls"] = controls
-        doc["bgp"] = {"enabled": False}
+        doc["bgp"] = dict(bgp) if bgp else {"enabled": False}
         header = (
             f"# dprk-outage-monitor config for sim world {self.ns['core'].rsplit('-', 1)[0]}"
             f", vantage {vantage} ({self.vantages[vantage]})\n"

@@ -1,0 +1,336 @@
+"""Outage scenarios replayed in the simulated world against the real daemon, with measurements.
+
+The same scenarios serve the integration tests (time-scaled: `scale` 0.2 runs a 30 s interval as
+6 s, with every detection duration scaled alike, so ratios hold) and `bench/bench_detection.py`
+(scale 1: the defaults, full length). Each returns an `Outcome` with what a user cares about:
+how long until the outage was flagged and closed, how far the event's start and end are from the
+true ones, and how many events were opened (false ones included).
+
+The patterns follow the documented DPRK outages (facts file): total blackout (Dec 2014, Jun
+2025), DDoS-like loss then routers dropping (Jan 2022), DNS first then everything (Nov 2022),
+web-only (May 2021), one /24 or one upstream lost (partial), flapping (Oct 2017).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.detect.model import parse_time
+from monitor.detect.params import DetectionParams
+from monitor.sim.daemonproc import DaemonProcess, Metrics
+from monitor.sim.world import World
+
+# detection.* parameters that are durations: scaled with the interval.
+_DURATIONS = (
+    "negative_spacing",
+    "partial_after",
+    "routing_after",
+    "degraded_window",
+    "degraded_after",
+    "vantage_window",
+    "merge_gap",
+    "normal_tau",
+)
+DEFAULT_INTERVAL = 30.0
+DEFAULT_TIMEOUT = 3.0
+DEFAULT_MAX_RATE = 20.0
+# The contract's goals at the default interval (scaled with it).
+DETECT_WITHIN = 40.0
+CLOSE_WITHIN = 40.0
+
+
+def scaled_config(scale: float) -> dict[str, Any]:
+    """`World.daemon_config` keywords for a daemon running `scale` times the default timings."""
+    d = DetectionParams()
+    return {
+        "interval": f"{DEFAULT_INTERVAL * scale:g}s",
+        "timeout": f"{DEFAULT_TIMEOUT * scale:g}s",
+        # The same probes per interval: the politeness budget scales with the clock.
+        "max_rate": DEFAULT_MAX_RATE / scale,
+        "detection": {k: f"{getattr(d, k) * scale:g}s" for k in _DURATIONS},
+    }
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    scale: float
+    detect_delay: float | None = None  # fault -> outage_active 1 (seconds)
+    start_error: float | None = None  # event start - true start
+    close_delay: float | None = None  # repair -> outage_active 0
+    end_error: float | None = None  # event end - true end
+    events: list[dict[str, Any]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [e["kind"] for e in self.events]
+
+
+class Runner:
+    """Drives one daemon in one world; times are wall-clock epoch seconds."""
+
+    def __init__(self, world: World, daemon: DaemonProcess, scale: float, entity: str = "star-jv"):
+        self.world, self.daemon, self.scale, self.entity = world, daemon, scale, entity
+        self.interval = DEFAULT_INTERVAL * scale
+        self.poll = max(0.05, self.interval / 60)
+        self.started = self.t0 = time.time()
+
+    def metrics(self) -> Metrics:
+        return self.daemon.metrics()
+
+    def state(self, m: Metrics | None = None) -> str | None:
+        m = m or self.metrics()
+        return m.one_hot("dprk_monitor_entity_state", "state", entity=self.entity)
+
+    def active(self, m: Metrics) -> bool:
+        return m.value("dprk_monitor_outage_active", 0.0, entity=self.entity) == 1
+
+    def wait(self, pred: Callable[[Metrics], bool], within: float, what: str) -> float:
+        """Poll until `pred`; return the wall time it was first seen true."""
+        deadline = time.time() + within
+        while True:
+            m = self.metrics()
+            if pred(m):
+                return time.time()
+            if time.time() > deadline:
+                raise AssertionError(
+                    f"{what}: not within {within:.1f}s (state {self.state(m)}, "
+                    f"active {self.active(m)})\n{self.daemon.log_tail(3000)}"
+                )
+            time.sleep(self.poll)
+
+    def hold(self, intervals: float, check: Callable[[Metrics], None] | None = None) -> None:
+        """Let time pass (in intervals), checking an invariant all along if given."""
+        end = time.time() + intervals * self.interval
+        while time.time() < end:
+            if check is not None:
+                check(self.metrics())
+            time.sleep(self.poll)
+
+    def warm(self) -> None:
+        """Wait until the daemon has probed every target twice (a full round learns which
+        addresses answer) and judges the entity up."""
+        self.wait(lambda m: self.state(m) == "up", 6 * self.interval + 10, "entity up at start")
+        rest = self.started + 2 * self.interval - time.time()
+        if rest > 0:
+            time.sleep(rest)
+        self.t0 = time.time()
+
+    def events(self) -> list[dict[str, Any]]:
+        evs = self.daemon.outages() or []
+        return [e for e in evs if e["entity"] == self.entity]
+
+    def measure_open(self, o: Outcome, fault_at: float, within: float | None = None) -> None:
+        t = self.wait(self.active, within or 4 * DETECT_WITHIN * self.scale, "outage opened")
+        o.detect_delay = t - fault_at
+        evs = self.events()
+        if evs:
+            o.start_error = parse_time(evs[-1]["start"]) - fault_at
+
+    def measure_close(self, o: Outcome, repair_at: float) -> None:
+        t = self.wait(
+            lambda m: not self.active(m), 4 * CLOSE_WITHIN * self.scale + 10, "outage closed"
+        )
+        o.close_delay = t - repair_at
+        evs = self.events()
+        if evs and evs[-1]["end"] is not None:
+            o.end_error = parse_time(evs[-1]["end"]) - repair_at
+
+
+def blackout(r: Runner) -> Outcome:
+    """Every route withdrawn at both upstreams (Dec 2014, Jun 2025)."""
+    o = Outcome("blackout", r.scale)
+    r.warm()
+    cut = r.world.blackout()
+    r.measure_open(o, cut.at)
+    r.hold(3)
+    rep = r.world.repair_blackout()
+    r.measure_close(o, rep.at)
+    o.events = r.events()
+    return o
+
+
+def ddos(r: Runner) -> Outcome:
+    """Loss ramps up (timeouts, high loss), then the routers drop (Jan 2022)."""
+    o = Outcome("ddos", r.scale)
+    r.warm()
+    first = r.world.loss(0.5)
+    r.hold(2)
+    r.world.loss(0.8)
+    r.hold(2)
+    r.world.loss(0.95)
+    r.hold(2)
+    cut = r.world.blackout()
+    r.measure_open(o, cut.at)
+    o.notes["loss_started"] = first.at
+    r.hold(2)
+    r.world.clear_loss()
+    rep = r.world.repair_blackout()
+    r.measure_close(o, rep.at)
+    o.events = r.events()
+    return o
+
+
+def dns_first(r: Runner) -> Outcome:
+    """Name servers offline first, then the key routers (Nov 2022): one event, escalating."""
+    o = Outcome("dns_first", r.scale)
+    r.warm()
+    dns = r.world.stop_dns()
+    r.measure_open(o, dns.at, within=6 * r.interval + 10)
+    r.hold(2)
+    cut = r.world.blackout()
+    t = r.wait(lambda m: r.state(m) == "down", 4 * DETECT_WITHIN * r.scale, "down after routes")
+    o.notes["blackout_detect_delay"] = t - cut.at
+    r.hold(2)
+    rep = r.world.repair_blackout()
+    r.world.start_dns()
+    r.measure_close(o, rep.at)
+    o.events = r.events()
+    return o
+
+
+def web_only(r: Runner) -> Outcome:
+    """The web server stops, the network stays up (May 2021)."""
+    o = Outcome("web_only", r.scale)
+    r.warm()
+    web = r.world.stop_web()
+    r.measure_open(o, web.at, within=6 * r.interval + 10)
+    o.notes["state"] = r.state()
+    r.hold(2)
+    rep = r.world.start_web()
+    r.measure_close(o, rep.at)
+    o.events = r.events()
+    return o
+
+
+def partial_block(r: Runner, prefix: str = "198.18.177.0/24") -> Outcome:
+    """One /24 blackholed, the others answer."""
+    o = Outcome("partial_block", r.scale)
+    r.warm()
+    cut = r.world.blackhole_block(prefix)
+    r.measure_open(o, cut.at, within=(60 + 4 * DETECT_WITHIN) * r.scale + 10)
+    o.notes["state"] = r.state()
+    r.hold(2)
+    rep = r.world.restore_block(prefix)
+    r.measure_close(o, rep.at)
+    o.events = r.events()
+    return o
+
+
+def partial_upstream(r: Runner, upstream: str = "ttk") -> Outcome:
+    """One upstream (TransTelecom: .177 and .178) withdraws its routes."""
+    o = Outcome("partial_upstream", r.scale)
+    r.warm()
+    cut = r.world.lose_upstream(upstream)
+    r.measure_open(o, cut.at, within=(60 + 4 * DETECT_WITHIN) * r.scale + 10)
+    o.notes["state"] = r.state()
+    r.hold(2)
+    rep = r.world.restore_upstream(upstream)
+    r.measure_close(o, rep.at)
+    o.events = r.events()
+    return o
+
+
+def flapping(r: Runner) -> Outcome:
+    """Routes toggle every ~45 s, four times (Oct 2017): one event, or a few, not dozens."""
+    o = Outcome("flapping", r.scale)
+    r.warm()
+    flap = r.world.flap(period=45 * r.scale, count=4)
+    flap.wait(4 * 2 * 45 * r.scale + 30)
+    first = flap.records[0].at
+    last = flap.records[-1].at
+    o.notes["flap_start"], o.notes["flap_end"] = first, last
+    r.measure_close(o, last)
+    o.events = r.events()
+    if o.events:
+        o.start_error = parse_time(o.events[0]["start"]) - first
+    return o
+
+
+def random_loss(r: Runner, rate: float = 0.3, minutes: float = 10) -> Outcome:
+    """30% random loss per packet for 10 minutes: no outage, never down."""
+    o = Outcome("random_loss", r.scale)
+    r.warm()
+    r.world.loss(rate)
+    states: set[str] = set()
+
+    def check(m: Metrics) -> None:
+        states.add(r.state(m) or "?")
+        if r.active(m):
+            o.notes.setdefault("active_seen", time.time())
+
+    r.hold(minutes * 60 / DEFAULT_INTERVAL, check)
+    r.world.clear_loss()
+    o.notes["states"] = sorted(states)
+    o.events = r.events()
+    return o
+
+
+def vantage_uplink(r: Runner, minutes: float = 5) -> Outcome:
+    """Our own uplink cut for 5 minutes: vantage_healthy 0, states unknown, no outage."""
+    o = Outcome("vantage_uplink", r.scale)
+    r.warm()
+    cut = r.world.cut_vantage_uplink()
+    t = r.wait(
+        lambda m: m.value("dprk_monitor_vantage_healthy") == 0,
+        4 * DETECT_WITHIN * r.scale + 10,
+        "vantage offline",
+    )
+    o.notes["vantage_offline_delay"] = t - cut.at
+    states: set[str] = set()
+
+    def check(m: Metrics) -> None:
+        states.add(r.state(m) or "?")
+        if r.active(m):
+            o.notes.setdefault("active_seen", time.time())
+
+    r.hold(max(0.0, minutes * 60 / DEFAULT_INTERVAL - (time.time() - cut.at) / r.interval), check)
+    rep = r.world.restore_vantage_uplink()
+    t = r.wait(
+        lambda m: m.value("dprk_monitor_vantage_healthy") == 1,
+        4 * DETECT_WITHIN * r.scale + 10,
+        "vantage back",
+    )
+    o.notes["vantage_back_delay"] = t - rep.at
+    r.wait(lambda m: r.state(m) == "up", 6 * r.interval + 10, "entity up again")
+    o.notes["states"] = sorted(states)
+    o.events = r.events()
+    return o
+
+
+def kill9_midoutage(r: Runner) -> Outcome:
+    """kill -9 of the daemon during a blackout, restart, repair: one event, right start and end."""
+    o = Outcome("kill9", r.scale)
+    r.warm()
+    cut = r.world.blackout()
+    r.measure_open(o, cut.at)
+    r.daemon.kill9()
+    r.hold(1)
+    r.daemon.start()
+    o.notes["resumed_active"] = r.active(r.metrics())
+    r.hold(2)
+    rep = r.world.repair_blackout()
+    r.measure_close(o, rep.at)
+    o.events = r.events()
+    return o
+
+
+SCENARIOS: dict[str, Callable[[Runner], Outcome]] = {
+    f.__name__: f
+    for f in (
+        blackout,
+        ddos,
+        dns_first,
+        web_only,
+        partial_block,
+        partial_upstream,
+        flapping,
+        random_loss,
+        vantage_uplink,
+        kill9_midoutage,
+    )
+}
