@@ -7,6 +7,8 @@ Probers and detection know nothing of this module; it reads from the objects it 
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 from collections.abc import Callable
 from typing import Protocol
 
@@ -71,6 +73,60 @@ def make_app(
                 return web.json_response({"error": str(e)}, status=400)
             return web.Response(text=body, content_type=ctype)
 
+        async def index(request: web.Request) -> web.Response:
+            doc = a.status()
+            _, body = a.outages(None, None, None, "json")
+            return web.Response(text=status_page(doc, json.loads(body)), content_type="text/html")
+
+        app.router.add_get("/", index)
         app.router.add_get("/api/v1/status", status)
         app.router.add_get("/api/v1/outages", outages)
     return app
+
+
+_COLOURS = {
+    "up": "#2e7d32",
+    "degraded": "#f9a825",
+    "partial": "#ef6c00",
+    "down": "#c62828",
+    "unknown": "#616161",
+}
+
+
+def status_page(status: dict[str, object], events: list[dict[str, object]]) -> str:
+    """A plain HTML page for people: each entity's state and the latest outage events."""
+    esc = html.escape
+    rows = []
+    for ent in status.get("entities", []):  # type: ignore[attr-defined]
+        state = str(ent["state"])
+        colour = _COLOURS.get(state, "#000")
+        rows.append(
+            f"<tr><td>{esc(str(ent['name']))}</td>"
+            f'<td style="color:{colour};font-weight:bold">{esc(state)}</td>'
+            f"<td>{esc(str(ent['since']))}</td></tr>"
+        )
+    evrows = []
+    for ev in events[-20:][::-1]:
+        evrows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{esc(str(ev.get(k) if ev.get(k) is not None else 'open'))}</td>"
+                for k in ("start", "end", "entity", "kind", "duration_seconds")
+            )
+            + "</tr>"
+        )
+    vantage = "healthy" if status.get("vantage_healthy") else "OFFLINE (our own uplink fails)"
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>dprk-outage-monitor</title>"
+        '<meta http-equiv="refresh" content="15">'
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;"
+        "text-align:left}</style></head><body><h1>dprk-outage-monitor</h1>"
+        f"<p>Vantage: {esc(vantage)}</p>"
+        "<h2>Entities</h2><table><tr><th>entity</th><th>state</th><th>since</th></tr>"
+        + "".join(rows)
+        + "</table><h2>Latest outages</h2><table><tr><th>start</th><th>end</th><th>entity</th>"
+        "<th>kind</th><th>seconds</th></tr>"
+        + "".join(evrows)
+        + '</table><p><a href="/metrics">/metrics</a> · <a href="/api/v1/status">/api/v1/status'
+        '</a> · <a href="/api/v1/outages">/api/v1/outages</a></p></body></html>'
+    )
