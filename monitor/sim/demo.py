@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from monitor.config import parse_duration
+from monitor.sim.scenarios import DEFAULT_INTERVAL, scaled_config
 
 CONTROLS = "_controls"
 
@@ -137,7 +137,11 @@ def run_demo(
     try:
         with World.build() as world:
             cfg = world.tmpdir / "demo.yaml"
-            cfg.write_text(world.daemon_config(interval=interval_text, timeout=timeout))
+            # Every detection duration shrinks with the interval (scenarios.scaled_config), so
+            # the compressed replay is judged as the real one would be at the defaults.
+            kw = scaled_config(interval / DEFAULT_INTERVAL)
+            kw["timeout"] = timeout
+            cfg.write_text(world.daemon_config(**kw))
             print(world.describe(verbose=False), file=out)
             print(f"daemon config: {cfg}\nstarting the daemon in {world.vantages[0]}...", file=out)
             daemon = DaemonProcess(world, cfg)
@@ -183,16 +187,25 @@ def _watch(daemon: object, tl: Timeline, seconds: float) -> None:
 
 
 def _report(daemon: object, out: TextIO) -> None:
+    """The outage log as the daemon recorded it: a table, then each event's story."""
+    from monitor.events import render_table
     from monitor.sim.daemonproc import DaemonError, DaemonProcess
 
     assert isinstance(daemon, DaemonProcess)
-    for path, title in (("/api/v1/status", "status"), ("/api/v1/outages", "outage log")):
-        try:
-            doc = daemon.json(path)
-        except (DaemonError, ValueError) as e:
-            print(f"{title}: unavailable ({e})", file=out)
-            continue
-        if doc is None:
-            print(f"{title}: not provided by this daemon version", file=out)
-            continue
-        print(f"--- {title} ({path}) ---\n{json.dumps(doc, indent=2)}", file=out)
+    try:
+        events = daemon.outages()
+    except (DaemonError, ValueError) as e:
+        print(f"outage log: unavailable ({e})", file=out)
+        return
+    if events is None:
+        print("outage log: not provided by this daemon version", file=out)
+        return
+    print("--- outage log (GET /api/v1/outages, also `dprk-monitor outages`) ---", file=out)
+    out.write(render_table(events))
+    for ev in events:
+        phases = " -> ".join(
+            f"{p['kind']} at {p['start'][11:19]}" for p in ev["signals"].get("phases", [])
+        )
+        order = ", ".join(ev["evidence"].get("failure_order", []))
+        print(f"{ev['entity']} {ev['kind']}: {phases}; failed first: {order or '-'}", file=out)
+    print("full JSON with evidence: /api/v1/outages", file=out)

@@ -466,7 +466,7 @@ def test_cleanup_command_removes_stale_worlds(world_factory: Callable[..., World
 
 def test_demo_replays_the_june_2025_blackout_and_cleans_up(daemon_ok: None) -> None:
     """`dprk-monitor demo` plays every step against the real daemon, shows it seeing the
-    blackout, and leaves no namespace behind."""
+    blackout, prints the outage log (DNS first, then blackout), and leaves no namespace behind."""
     from monitor.sim.demo import SCRIPT, run_demo
 
     before = set(netns.ours())
@@ -477,4 +477,7 @@ def test_demo_replays_the_june_2025_blackout_and_cleans_up(daemon_ok: None) -> N
         assert what in text
     after_blackout = text.split("routes via China Unicom and TransTelecom withdrawn", 1)[1]
     assert re.search(r"star-jv .*icmp 0/\d+", after_blackout), text
+    # The outage log tells the June 2025 story: one event, DNS first, escalating to a blackout.
+    assert re.search(r"star-jv blackout: dns at [\d:]+ ->.* blackout at", text), text
+    assert "failed first: dns" in text
     assert set(netns.ours()) <= before
