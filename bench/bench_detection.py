@@ -199,7 +199,19 @@ def main() -> int:
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--only", default="")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--from-raw", help="re-render the summary of a saved bench/results/*.json")
     args = ap.parse_args()
+    if args.from_raw:
+        results = json.loads(Path(args.from_raw).read_text(encoding="utf-8"))
+        for r in results:  # older runs named this scenario "kill9"
+            r["scenario"] = "kill9_midoutage" if r["scenario"] == "kill9" else r["scenario"]
+        wall = max((r.get("wall", 0.0) for r in results), default=0.0)
+        runs = max((r.get("run", 0) for r in results), default=0) + 1
+        text = summarise(results, results[0].get("scale", args.scale), runs, wall)
+        print(text)
+        if not args.no_write:
+            write_section(text)
+        return 0
     if args.worker:
         print(json.dumps(worker(args.worker, args.scale)))
         return 0

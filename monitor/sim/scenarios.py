@@ -304,7 +304,7 @@ def vantage_uplink(r: Runner, minutes: float = 5) -> Outcome:
 
 def kill9_midoutage(r: Runner) -> Outcome:
     """kill -9 of the daemon during a blackout, restart, repair: one event, right start and end."""
-    o = Outcome("kill9", r.scale)
+    o = Outcome("kill9_midoutage", r.scale)
     r.warm()
     cut = r.world.blackout()
     r.measure_open(o, cut.at)
