@@ -248,3 +248,83 @@ def tcp_server_sync() -> object:
     srv.listen(128)
     yield srv.getsockname()[1]
     srv.close()
+
+
+async def test_daemon_survives_bad_servers(tmp_path: Path) -> None:
+    """Garbage DNS answers, a hanging HTTP server and an endless body: each fails with its reason
+    and the daemon keeps probing and serving."""
+    from tests.unit.dnsserver import running
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        await asyncio.sleep(30)  # accept, read the request, never answer
+        writer.close()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        try:
+            while True:
+                writer.write(b"x" * 65536)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    hanging = await asyncio.start_server(hang, "127.0.0.1", 0)
+    flood = await asyncio.start_server(endless, "127.0.0.1", 0)
+    hport = hanging.sockets[0].getsockname()[1]
+    fport = flood.sockets[0].getsockname()[1]
+    async with running(mode="garbage") as dns_srv:
+        cfg_path = tmp_path / "c.yaml"
+        cfg_path.write_text(
+            textwrap.dedent(f"""\
+            listen: 127.0.0.1:0
+            state_dir: {tmp_path}/var
+            probing: {{interval: 500ms, timeout: 300ms, max_rate: 100, reprobes: 0}}
+            entities:
+              - name: bad
+                http:
+                  - {{url: "http://www.kcna.kp:{hport}/", address: 127.0.0.1}}
+                  - {{url: "http://rodong.rep.kp:{fport}/", address: 127.0.0.1, max_body: 64KiB}}
+                dns:
+                  - {{server: 127.0.0.1, port: {dns_srv.port}, name: kp, type: SOA}}
+            bgp: {{enabled: false}}
+            """)
+        )
+        d = Daemon(config.load(cfg_path), str(cfg_path))
+        await d.start()
+        try:
+            await asyncio.sleep(2.0)
+            m = await scrape(d)
+            assert (
+                value(
+                    m,
+                    "dprk_monitor_probe_failures_total",
+                    entity="bad",
+                    kind="dns",
+                    reason="dns_error",
+                )
+                or 0
+            ) >= 2
+            assert (
+                value(
+                    m,
+                    "dprk_monitor_probe_failures_total",
+                    entity="bad",
+                    kind="http",
+                    reason="timeout",
+                )
+                or 0
+            ) >= 2
+            # The endless body is cut at max_body: a success, with bounded reads.
+            assert (
+                value(m, "dprk_monitor_probe_rtt_seconds_count", entity="bad", kind="http") or 0
+            ) >= 2
+            probes = value(m, "dprk_monitor_probes_total", entity="bad", kind="dns") or 0
+            await asyncio.sleep(1.0)
+            m2 = await scrape(d)
+            assert (value(m2, "dprk_monitor_probes_total", entity="bad", kind="dns") or 0) > probes
+        finally:
+            await d.stop()
+            for srv in (hanging, flood):
+                srv.close()
