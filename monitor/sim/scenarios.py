@@ -21,7 +21,7 @@ from typing import Any
 from monitor.detect.model import parse_time
 from monitor.detect.params import DetectionParams
 from monitor.sim.daemonproc import DaemonProcess, Metrics
-from monitor.sim.world import World
+from monitor.sim.world import FaultRecord, World
 
 # detection.* parameters that are durations: scaled with the interval.
 _DURATIONS = (
@@ -207,32 +207,40 @@ def web_only(r: Runner) -> Outcome:
     return o
 
 
-def partial_block(r: Runner, prefix: str = "198.18.177.0/24") -> Outcome:
-    """One /24 blackholed, the others answer."""
-    o = Outcome("partial_block", r.scale)
+def _partial(
+    r: Runner, name: str, cut: Callable[[], FaultRecord], repair: Callable[[], FaultRecord]
+) -> Outcome:
+    """Part of the network lost, the rest answers: flagged once `partial_after` has passed."""
+    o = Outcome(name, r.scale)
     r.warm()
-    cut = r.world.blackhole_block(prefix)
-    r.measure_open(o, cut.at, within=(60 + 4 * DETECT_WITHIN) * r.scale + 10)
+    fault = cut()
+    r.measure_open(o, fault.at, within=(60 + 4 * DETECT_WITHIN) * r.scale + 10)
     o.notes["state"] = r.state()
     r.hold(2)
-    rep = r.world.restore_block(prefix)
+    rep = repair()
     r.measure_close(o, rep.at)
     o.events = r.events()
     return o
+
+
+def partial_block(r: Runner, prefix: str = "198.18.177.0/24") -> Outcome:
+    """One /24 blackholed, the others answer."""
+    return _partial(
+        r,
+        "partial_block",
+        lambda: r.world.blackhole_block(prefix),
+        lambda: r.world.restore_block(prefix),
+    )
 
 
 def partial_upstream(r: Runner, upstream: str = "ttk") -> Outcome:
     """One upstream (TransTelecom: .177 and .178) withdraws its routes."""
-    o = Outcome("partial_upstream", r.scale)
-    r.warm()
-    cut = r.world.lose_upstream(upstream)
-    r.measure_open(o, cut.at, within=(60 + 4 * DETECT_WITHIN) * r.scale + 10)
-    o.notes["state"] = r.state()
-    r.hold(2)
-    rep = r.world.restore_upstream(upstream)
-    r.measure_close(o, rep.at)
-    o.events = r.events()
-    return o
+    return _partial(
+        r,
+        "partial_upstream",
+        lambda: r.world.lose_upstream(upstream),
+        lambda: r.world.restore_upstream(upstream),
+    )
 
 
 def flapping(r: Runner) -> Outcome:
