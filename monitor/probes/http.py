@@ -32,7 +32,7 @@ from yarl import URL
 
 from monitor import __version__
 from monitor.probes.base import HttpTarget, IPAddress, ProbeResult, Reason, now
-from monitor.probes.tcp import classify_oserror
+from monitor.probes.tcp import classify_oserror, connect_timeout
 
 try:  # Only to read a certificate we did not verify; a test dependency, optional at runtime.
     from cryptography import x509
@@ -156,7 +156,7 @@ class HttpProber:
         deadline = asyncio.timeout(timeout)
         try:
             async with deadline:
-                await self._fetch(target, ssl_arg, out)
+                await self._fetch(target, ssl_arg, out, timeout)
         except (aiohttp.ClientError, OSError, ValueError) as e:
             if deadline.expired():  # an error raised while being cancelled is still our timeout
                 reason, detail = Reason.TIMEOUT, f"no complete answer in {timeout:g}s"
@@ -171,15 +171,21 @@ class HttpProber:
             return ProbeResult.failure(target, started, Reason.HTTP_STATUS, detail, out.extra)
         return ProbeResult.success(target, started, rtt, out.extra)
 
-    async def _fetch(self, target: HttpTarget, ssl_arg: ssl.SSLContext, out: _Outcome) -> None:
+    async def _fetch(
+        self, target: HttpTarget, ssl_arg: ssl.SSLContext, out: _Outcome, timeout: float
+    ) -> None:
         session = self._get_session()
+        connect_limit = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout(timeout))
         url = URL(target.url)
         home = _norm_host(url.host)
         token = _PIN.set((home, target.address) if target.address is not None else None)
         sink_token = _TLS_SINK.set(out.extra)
         try:
             for hop in range(MAX_REDIRECTS + 1):
-                async with session.get(url, allow_redirects=False, ssl=ssl_arg) as resp:
+                # Each hop opens a new connection: its SYN must not outlive SYN_LIMIT (tcp.py).
+                async with session.get(
+                    url, allow_redirects=False, ssl=ssl_arg, timeout=connect_limit
+                ) as resp:
                     out.status = resp.status
                     out.extra["status"] = resp.status
                     location = resp.headers.get(aiohttp.hdrs.LOCATION)
@@ -265,6 +271,8 @@ def _classify(exc: BaseException) -> tuple[Reason, str]:
         return Reason.DNS_ERROR, f"resolve: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return classify_oserror(exc.os_error)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Reason.TIMEOUT, "no SYN-ACK before the kernel would resend the SYN"
     if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError included
         return Reason.TIMEOUT, "timed out"
     if isinstance(exc, aiohttp.ServerDisconnectedError):

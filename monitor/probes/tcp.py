@@ -42,6 +42,19 @@ def classify_oserror(exc: OSError) -> tuple[Reason, str]:
     return Reason.OTHER, text
 
 
+# Linux resends an unanswered SYN once its initial RTO (TCP_TIMEOUT_INIT, 1 s) runs out, then
+# every second or so. Those resends are packets the rate limiter never granted: measured at the
+# receiver, a silent target cost three SYNs per probe at a 3 s timeout (docs/BENCHMARKS.md,
+# "Politeness cap"). So a connect attempt gives up just before the first resend; a lost SYN is
+# retried by the scheduler's re-probes, which the limiter counts.
+SYN_LIMIT = 0.95
+
+
+def connect_timeout(timeout: float) -> float:
+    """How long one connect attempt may wait for its SYN-ACK."""
+    return min(timeout, SYN_LIMIT)
+
+
 class TcpProber:
     """Connects, measures the handshake time, closes. One short-lived socket per probe."""
 
@@ -56,13 +69,12 @@ class TcpProber:
             return ProbeResult.failure(target, started, Reason.OTHER, f"socket: {e}")
         try:
             sock.setblocking(False)
-            async with asyncio.timeout(timeout):
+            limit = connect_timeout(timeout)
+            async with asyncio.timeout(limit):
                 await loop.sock_connect(sock, (str(target.address), target.port))
             rtt = time.perf_counter() - t0
         except TimeoutError:
-            return ProbeResult.failure(
-                target, started, Reason.TIMEOUT, f"no answer in {timeout:g}s"
-            )
+            return ProbeResult.failure(target, started, Reason.TIMEOUT, f"no SYN-ACK in {limit:g}s")
         except OSError as e:
             reason, detail = classify_oserror(e)
             return ProbeResult.failure(target, started, reason, detail)

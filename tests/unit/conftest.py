@@ -5,6 +5,7 @@ Everything here binds to 127.0.0.1 (or ::1) on port 0; no test packet leaves the
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -89,3 +90,35 @@ async def dns_server() -> AsyncIterator[FakeDnsServer]:
         yield srv
     finally:
         await srv.stop()
+
+
+@pytest.fixture
+async def full_backlog() -> AsyncIterator[int]:
+    """A listener that never accepts, with its accept queue filled: new SYNs are dropped.
+
+    Linux drops a SYN when the accept queue is full (no RST), so a connect to this port hangs
+    until the client gives up: a real timeout without leaving loopback.
+    """
+    loop = asyncio.get_running_loop()
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(16):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(s, ("127.0.0.1", port)), 0.2)
+            except TimeoutError:
+                s.close()
+                break  # the queue is full: this connect already hung
+            fillers.append(s)
+        else:
+            pytest.skip("accept queue never filled up on this kernel")
+        yield port
+    finally:
+        for s in fillers:
+            s.close()
+        srv.close()

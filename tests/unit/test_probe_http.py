@@ -501,3 +501,15 @@ async def test_close_then_reuse(prober: HttpProber, start_site: SiteFactory, sit
     await prober.close()
     await prober.close()
     assert (await prober.probe(pinned(f"http://{site}:{srv.port}/"), 2.0)).ok
+
+
+async def test_silent_syn_gives_up_before_the_kernel_resends(
+    prober: HttpProber, full_backlog: int, site: str
+) -> None:
+    """With a 3 s timeout, a connection whose SYN is never answered ends before the kernel's
+    first SYN resend (1 s): TIMEOUT, so no packet escapes the rate limiter."""
+    t0 = time.perf_counter()
+    res = await prober.probe(pinned(f"http://{site}:{full_backlog}/"), 3.0)
+    elapsed = time.perf_counter() - t0
+    assert res.reason is Reason.TIMEOUT and "SYN" in res.detail
+    assert elapsed < 1.0

@@ -5,48 +5,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-import socket
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from monitor.probes.base import Reason, TcpTarget
-from monitor.probes.tcp import TcpProber, classify_oserror
+from monitor.probes.tcp import SYN_LIMIT, TcpProber, classify_oserror
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
-
-
-@pytest.fixture
-async def full_backlog() -> AsyncIterator[int]:
-    """A listener that never accepts, with its accept queue filled: new SYNs are dropped.
-
-    Linux drops a SYN when the accept queue is full (no RST), so a connect to this port hangs
-    until the client gives up: a real timeout without leaving loopback.
-    """
-    loop = asyncio.get_running_loop()
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(0)
-    port = srv.getsockname()[1]
-    fillers: list[socket.socket] = []
-    try:
-        for _ in range(16):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                await asyncio.wait_for(loop.sock_connect(s, ("127.0.0.1", port)), 0.2)
-            except TimeoutError:
-                s.close()
-                break  # the queue is full: this connect already hung
-            fillers.append(s)
-        else:
-            pytest.skip("accept queue never filled up on this kernel")
-        yield port
-    finally:
-        for s in fillers:
-            s.close()
-        srv.close()
 
 
 async def test_connect_success_measures_rtt() -> None:
@@ -96,6 +62,16 @@ async def test_closed_port_is_refused(closed_tcp_port: int) -> None:
     assert res.reason is Reason.REFUSED
     assert res.rtt is None
     assert time.perf_counter() - t0 < 1.0
+
+
+async def test_silent_syn_gives_up_before_the_kernel_resends(full_backlog: int) -> None:
+    """With a 3 s timeout, an unanswered SYN ends the attempt before 1 s (the kernel's first
+    SYN resend, a packet the rate limiter never granted): TIMEOUT, left to the re-probes."""
+    t0 = time.perf_counter()
+    res = await TcpProber().probe(TcpTarget(LOOPBACK, full_backlog), timeout=3.0)
+    elapsed = time.perf_counter() - t0
+    assert res.reason is Reason.TIMEOUT and "SYN-ACK" in res.detail
+    assert SYN_LIMIT - 0.05 <= elapsed < 1.0
 
 
 async def test_dropped_syn_is_timeout_within_the_timeout(full_backlog: int) -> None:
