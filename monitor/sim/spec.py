@@ -142,6 +142,11 @@ class WorldSpec:
     withdrawn: str = "unreachable"
     # The real kp. zone, mapped to stand-ins; served by knot on the name servers.
     serve_kp_zone: bool = True
+    # A "mon" namespace (one Prometheus for every vantage) linked to each vantage by its own
+    # point-to-point /30 from this pool: a management network, not a path into the Internet
+    # (nothing forwards across it; the vantage's probes still leave only through its uplink).
+    monitoring: bool = False
+    monitoring_pool: str = "198.18.254.0/24"
 
     @property
     def blocks(self) -> tuple[Block, ...]:
@@ -162,11 +167,18 @@ class WorldSpec:
         pool = ipaddress.IPv4Network(self.link_pool)
         if not pool.subnet_of(SIM_RANGE):
             raise ValueError(f"link pool {pool} is outside {SIM_RANGE}")
+        mon_pool = ipaddress.IPv4Network(self.monitoring_pool)
+        if not mon_pool.subnet_of(SIM_RANGE):
+            raise ValueError(f"monitoring pool {mon_pool} is outside {SIM_RANGE}")
+        if mon_pool.prefixlen > 27 or mon_pool.overlaps(pool):
+            raise ValueError(f"monitoring pool {mon_pool}: need a /27 or more, apart from {pool}")
         nets: list[str] = [b.prefix for b in self.blocks]
         nets += [p for e in self.entities for p in e.prefixes]
         for n in nets:
             if not ipaddress.IPv4Network(n).subnet_of(SIM_RANGE):
                 raise ValueError(f"prefix {n} is outside {SIM_RANGE}")
+            if self.monitoring and ipaddress.IPv4Network(n).overlaps(mon_pool):
+                raise ValueError(f"prefix {n} overlaps the monitoring pool {mon_pool}")
         addrs: list[str] = [a for b in self.blocks for a in expand(b.answering)]
         addrs += [a for s in (*self.sites, *self.controls.sites) for a in s.addresses]
         addrs += [ns.address for ns in self.name_servers]
@@ -174,9 +186,16 @@ class WorldSpec:
         for a in addrs:
             if not in_sim_range(a):
                 raise ValueError(f"address {a} is outside {SIM_RANGE}")
+            if self.monitoring and ipaddress.IPv4Address(a) in mon_pool:
+                raise ValueError(f"address {a} lies in the monitoring pool {mon_pool}")
         keys = {u.key for u in self.upstreams}
         for u in self.upstreams:
-            if not re.fullmatch(r"[a-z][a-z0-9]{1,10}", u.key) or u.key in ("core", "ctl", "dprk"):
+            if not re.fullmatch(r"[a-z][a-z0-9]{1,10}", u.key) or u.key in (
+                "core",
+                "ctl",
+                "dprk",
+                "mon",
+            ):
                 raise ValueError(f"bad upstream key {u.key!r}")
         for b in self.blocks:
             if b.upstream not in keys:

@@ -9,11 +9,19 @@ the host's namespace; no namespace has a default route, only 198.18.0.0/15 route
                    core ── ttk     ── border
                    core ── satgate ── border
 
+    mon ── vantage0..N-1   optional (`World.build(monitoring=True)`): one /30 per vantage from
+                           198.18.254.0/24, for one Prometheus scraping every vantage's daemon
+
 Static routing, as the description says: each block is carried by one upstream; the core routes
 it to that upstream, the upstream to the border, the border to the dprk namespace. Silent
 addresses are blackholed inside the dprk namespace (no ICMP from anywhere). Every router answers
 TTL exceeded from the interface the probe came in on (`icmp_errors_use_inbound_ifaddr`), ICMP
 rate limits are off.
+
+The monitoring links are a management network, not a path into the simulated Internet: nothing
+forwards across them (neither the vantages nor `mon` forward) and they carry only their own /30,
+so cutting a vantage's uplink still cuts every probe of that vantage while Prometheus keeps
+scraping it. A daemon listens on `world.monitoring_address(i)`; Prometheus runs in `mon`.
 
 Withdrawn routes (blackout, lost upstream, per-vantage withdrawal) become `unreachable` routes by
 default: the router answers ICMP destination unreachable (code 1, host unreachable: "!H" in a
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import os
@@ -210,6 +219,7 @@ class World:
             + ["core", "ctl"]
             + [u.key for u in self.spec.upstreams]
             + ["border", "dprk"]
+            + (["mon"] if self.spec.monitoring else [])
         )
         self.ns: dict[str, str] = {r: netns.ns_name(self.pid, self.n, r) for r in self.roles}
         self.vantages: list[str] = [self.ns[f"vantage{i}"] for i in range(self.spec.vantages)]
@@ -244,6 +254,13 @@ class World:
             net = pool[idx]
             a_addr, b_addr = (str(h) for h in net.hosts())
             links[frozenset((a, b))] = Link(a, b, a_addr, b, a, b_addr, str(net))
+        if self.spec.monitoring:
+            mon_pool = list(ipaddress.IPv4Network(self.spec.monitoring_pool).subnets(new_prefix=30))
+            for i in range(self.spec.vantages):
+                net = mon_pool[i]
+                a_addr, b_addr = (str(h) for h in net.hosts())
+                v = f"vantage{i}"
+                links[frozenset(("mon", v))] = Link("mon", v, a_addr, v, "mon", b_addr, str(net))
         return links
 
     def link(self, x: str, y: str) -> Link:
@@ -312,6 +329,15 @@ class World:
             self.link("core", f"vantage{i}").b_addr for i in range(spec.vantages)
         ]
 
+    def monitoring_address(self, vantage: int = 0) -> str:
+        """The vantage's address on its monitoring link: where its daemon listens so that
+        Prometheus in `mon` can scrape it (e.g. `listen: f"{addr}:9474"`)."""
+        if not self.spec.monitoring:
+            raise RuntimeError("no monitoring network: build with World.build(monitoring=True)")
+        if not 0 <= vantage < self.spec.vantages:
+            raise IndexError(f"no vantage {vantage}")
+        return self.link("mon", f"vantage{vantage}").b_addr
+
     def expected_path(self, dst: str, vantage: int = 0) -> list[str]:
         """The hop addresses a traceroute from `vantage` to `dst` (a DPRK host) should show."""
         up = self.blocks[self._block_of(dst)][1]
@@ -333,11 +359,19 @@ class World:
 
     @classmethod
     def build(
-        cls, spec: WorldSpec | None = None, *, vantages: int | None = None, audit: bool = True
+        cls,
+        spec: WorldSpec | None = None,
+        *,
+        vantages: int | None = None,
+        audit: bool = True,
+        monitoring: bool = False,
     ) -> World:
-        """Sweep leftovers, then build and start everything; on failure nothing is left."""
+        """Sweep leftovers, then build and start everything; on failure nothing is left.
+        `monitoring=True` adds the `mon` namespace linked to every vantage (see the module doc)."""
         if spec is None:
             spec = dprk(vantages=vantages or 1)
+        if monitoring and not spec.monitoring:
+            spec = dataclasses.replace(spec, monitoring=True)
         w = cls(spec, audit=audit)
         try:
             w._build()
@@ -1128,6 +1162,9 @@ class World:
         for role in self.roles:
             lines.append(f"  {role:<9} {self.ns[role]}")
         lines.append(f"  vantage addresses: {', '.join(self.vantage_addresses)}")
+        if self.spec.monitoring:
+            mon = [self.monitoring_address(i) for i in range(self.spec.vantages)]
+            lines.append(f"  monitoring addresses (scraped from mon): {', '.join(mon)}")
         for prefix, (ent, up) in self.blocks.items():
             n = sum(1 for b in self.hosts.values() if b == prefix)
             lines.append(f"  {prefix:<18} {ent:<12} via {up:<8} {n} answering hosts")
