@@ -85,6 +85,16 @@ class BgpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """An `upstreams` entry: router addresses in `prefix` belong to `name` (AS `asn`); used to
+    name the owner of each traceroute hop."""
+
+    prefix: IPNetwork
+    name: str
+    asn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen_host: str = "127.0.0.1"
     listen_port: int = 9474
@@ -95,6 +105,7 @@ class Config:
     entities: tuple[EntityConfig, ...] = ()
     controls: Targets = field(default_factory=Targets)
     bgp: BgpConfig = field(default_factory=BgpConfig)
+    upstreams: tuple[UpstreamConfig, ...] = ()
     source: str = "<defaults>"
 
     def entity(self, name: str) -> EntityConfig | None:
@@ -550,6 +561,43 @@ def _parse_entities(ctx: _Ctx, items: _Seq) -> tuple[EntityConfig, ...]:
     return tuple(out)
 
 
+_UPSTREAM_KEYS = {"prefix", "address", "asn", "name"}
+
+
+def _parse_host_network(value: Any) -> IPNetwork:
+    """One address as a /32 (/128)."""
+    addr = parse_address(value)
+    return ipaddress.ip_network(addr)
+
+
+def _parse_upstreams(ctx: _Ctx, items: _Seq) -> tuple[UpstreamConfig, ...]:
+    out: list[UpstreamConfig] = []
+    seen: dict[IPNetwork, str] = {}
+    for i, item in enumerate(items):
+        k = _join("upstreams", i)
+        m = ctx.mapping(item, items.item_lines[i], k, _UPSTREAM_KEYS)
+        if "prefix" in m and "address" in m:
+            raise ctx.fail(m.line, k, "give either 'prefix' or 'address', not both")
+        if "prefix" not in m and "address" not in m:
+            raise ctx.fail(m.line, k, "missing key 'prefix' (or 'address')")
+        if "name" not in m:
+            raise ctx.fail(m.line, k, "missing key 'name'")
+        key = "prefix" if "prefix" in m else "address"
+        conv = parse_network if key == "prefix" else _parse_host_network
+        net = ctx.field(m, k, key, conv, ipaddress.ip_network("0.0.0.0/32"))
+        if net in seen:
+            raise ctx.fail(m.key_lines[key], _join(k, key), f"{net} is already in {seen[net]}")
+        seen[net] = k
+        out.append(
+            UpstreamConfig(
+                prefix=net,
+                name=ctx.field(m, k, "name", _str, ""),
+                asn=ctx.field(m, k, "asn", _int_in(1, 4294967295), None),
+            )
+        )
+    return tuple(out)
+
+
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -639,7 +687,17 @@ def parse(text: str, path: str = "<string>") -> Config:
         doc,
         1,
         "",
-        {"listen", "state_dir", "log_level", "probing", "detection", "entities", "controls", "bgp"},
+        {
+            "listen",
+            "state_dir",
+            "log_level",
+            "probing",
+            "detection",
+            "entities",
+            "controls",
+            "bgp",
+            "upstreams",
+        },
     )
     host, port = ctx.field(top, "", "listen", parse_listen, ("127.0.0.1", 9474))
 
@@ -691,6 +749,12 @@ def parse(text: str, path: str = "<string>") -> Config:
             enabled=ctx.field(bm, "bgp", "enabled", _bool, bgp.enabled),
         )
 
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    if top.get("upstreams") is not None:
+        upstreams = _parse_upstreams(
+            ctx, ctx.seq(top["upstreams"], top.key_lines["upstreams"], "upstreams")
+        )
+
     return Config(
         listen_host=host,
         listen_port=port,
@@ -704,6 +768,7 @@ def parse(text: str, path: str = "<string>") -> Config:
         entities=entities,
         controls=controls,
         bgp=bgp,
+        upstreams=upstreams,
         source=path,
     )
 

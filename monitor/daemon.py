@@ -11,6 +11,7 @@ stored events.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import time
 from collections.abc import Iterable
@@ -28,7 +29,9 @@ from monitor.detect.hysteresis import Hysteresis
 from monitor.detect.model import (
     Change,
     EventClosed,
+    EventKind,
     EventOpened,
+    EventRecord,
     EventUpdated,
     StateChanged,
     TargetChanged,
@@ -37,7 +40,14 @@ from monitor.detect.model import (
 )
 from monitor.events import EventStore, render_csv, render_json
 from monitor.metrics import CONTROLS, Metrics, configured_targets
-from monitor.probes.base import Kind, ProbeResult, Target
+from monitor.probes.base import IPAddress, Kind, ProbeResult, Target
+from monitor.probes.traceroute import (
+    MAX_HOPS,
+    OwnerMap,
+    UnreachableRouters,
+    path_evidence,
+    traceroute,
+)
 from monitor.scheduler import Scheduler
 from monitor.web import make_app
 
@@ -46,6 +56,10 @@ log = structlog.get_logger("monitor.daemon")
 TICK = 1.0  # seconds between detector ticks
 # With fewer collector peers than this, a ratio means little (one peer's message at start-up).
 BGP_MIN_PEERS = 3
+BGP_MAX_LISTED = 32  # more-specifics listed per prefix in the `bgp` evidence
+# Events whose opening (or escalation to) traces the path toward an affected address.
+TRACE_KINDS = frozenset({EventKind.BLACKOUT, EventKind.PARTIAL, EventKind.ROUTING})
+TRACE_PARALLEL = 4  # TTLs in flight at once
 
 
 def build_probers() -> dict[Kind, Any]:
@@ -81,6 +95,38 @@ def _prefix_owners(cfg: Config) -> dict[str, list[str]]:
     return owners
 
 
+def _owner_map(cfg: Config) -> OwnerMap:
+    """Hop address -> owner: the `upstreams` entries, then the entities' own prefixes."""
+    entries = [(u.prefix, u.name, u.asn) for u in cfg.upstreams]
+    entries += [(p, e.name, e.asn) for e in cfg.entities for p in e.prefixes]
+    return OwnerMap(entries)
+
+
+def _trace_target(
+    cfg: Config, ev: EventRecord
+) -> tuple[IPAddress, list[config_mod.IPNetwork]] | None:
+    """An ICMP target of the event's entity in a block still down (the first that failed if
+    it is one), and those blocks; for a routing event without a block down, one inside the
+    entity's prefixes."""
+    ent = cfg.entity(ev.entity)
+    if ent is None or not ent.targets.icmp:
+        return None
+    blocks: list[config_mod.IPNetwork] = []
+    for b in ev.evidence.get("blocks") or ():
+        if isinstance(b, dict) and b.get("recovered") is None:
+            try:
+                blocks.append(ipaddress.ip_network(str(b.get("block"))))
+            except ValueError:
+                continue
+    nets = blocks or list(ent.prefixes)
+    addrs = [t.address for t in ent.targets.icmp]
+    inside = [a for a in addrs if any(a in n for n in nets)] or addrs
+    icmp = (ev.evidence.get("kinds") or {}).get("icmp")
+    first = icmp.get("first_failed") if isinstance(icmp, dict) else None
+    key = first.get("target") if isinstance(first, dict) else None
+    return next((a for a in inside if str(a) == key), inside[0]), nets
+
+
 class Daemon:
     """The running monitor. `start`/`stop` for tests; `run` for the CLI (signals included)."""
 
@@ -97,6 +143,9 @@ class Daemon:
         self.bgp: RisLiveClient | None = None
         self._bgp_task: asyncio.Task[None] | None = None
         self._bgp_owners: dict[str, list[str]] = {}
+        self._owners = OwnerMap()
+        self._unreachable = UnreachableRouters()  # routers answering unreachable to probes
+        self._traces: dict[str, asyncio.Task[None]] = {}  # entity -> its traceroute in flight
         # Controls only: entity targets' hysteresis lives in the detector.
         self._control_hyst: dict[Target, Hysteresis] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -110,6 +159,8 @@ class Daemon:
     def on_result(self, entity: str, result: ProbeResult, control: bool) -> None:
         self.metrics.record(entity, result)
         if not result.ok:
+            if not control:
+                self._unreachable.observe(entity, result)
             log.debug(
                 "probe failed",
                 entity=entity,
@@ -173,6 +224,7 @@ class Daemon:
                         start=iso_or_none(ev.start),
                     )
                     self._annotate_bgp(ev.entity)
+                    self._trace_path(ev, f"opened as {ev.kind.value}")
                 elif isinstance(c, EventUpdated) and c.escalated:
                     # An escalation is a new kind of outage (dns -> blackout): count it.
                     m.outages.labels(ev.entity, ev.kind.value).inc()
@@ -184,6 +236,7 @@ class Daemon:
                         id=ev.id,
                     )
                     self._annotate_bgp(ev.entity)
+                    self._trace_path(ev, f"escalated to {ev.kind.value}")
                 elif isinstance(c, EventClosed):
                     log.info(
                         "outage closed",
@@ -227,10 +280,21 @@ class Daemon:
                 continue
             st = client.visibility.status(prefix, now)
             w = st.withdrawal
+            # A peer "sees" the prefix while it has a route into it: the announced parts that
+            # not every recent peer sees (one upstream's /24s) are listed on their own.
+            missing = [
+                v
+                for v in st.detail.values()
+                if v.prefix != prefix and v.ratio is not None and v.ratio < 1.0
+            ]
             routing[prefix] = {
                 "visibility_ratio": st.ratio,
                 "peers_seeing": st.seeing,
                 "peers_recent": st.recent,
+                "more_specifics_missing": {
+                    v.prefix: {"visibility_ratio": v.ratio, "peers_seeing": v.seeing}
+                    for v in missing[:BGP_MAX_LISTED]
+                },
                 "withdrawal": None
                 if w is None
                 else {
@@ -266,6 +330,70 @@ class Daemon:
         self.bgp, self._bgp_task = None, None
         self.metrics.bind_bgp(None)
 
+    # --- path localisation -------------------------------------------------------------------
+
+    def _trace_path(self, ev: EventRecord, trigger: str) -> None:
+        """Trace the path toward an affected address of the event, in the background (at most
+        one traceroute per entity in flight); the result goes into its evidence as `path`."""
+        if ev.kind not in TRACE_KINDS or ev.entity in self._traces:
+            return
+        chosen = _trace_target(self.cfg, ev)
+        if chosen is None or Kind.ICMP not in self.probers or self.scheduler is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven synchronously (tests): nowhere to run it
+            return
+        entity, (address, nets) = ev.entity, chosen
+        # What the ordinary probes saw counts from the event's start, at most two rounds back.
+        since = max(ev.start, time.time() - 2 * self.cfg.probing.interval)
+        task = loop.create_task(self._run_trace(entity, ev.id, address, nets, since, trigger))
+        self._traces[entity] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._traces.get(entity) is t:
+                del self._traces[entity]
+
+        task.add_done_callback(done)
+
+    async def _run_trace(
+        self,
+        entity: str,
+        event_id: str,
+        address: IPAddress,
+        nets: list[config_mod.IPNetwork],
+        since: float,
+        trigger: str,
+    ) -> None:
+        assert self.scheduler is not None
+        log.info("traceroute", entity=entity, target=str(address), trigger=trigger)
+        try:
+            trace = await traceroute(
+                self.probers[Kind.ICMP],
+                address,
+                max_hops=MAX_HOPS,
+                timeout=self.cfg.probing.timeout,
+                parallel=TRACE_PARALLEL,
+                acquire=self.scheduler.acquire,
+            )
+        except Exception:
+            log.exception("traceroute failed", entity=entity, target=str(address))
+            return
+        seen = self._unreachable.sightings(entity, nets, since)
+        doc = path_evidence(trace, self._owners, seen)
+        doc["trigger"] = trigger
+        log.info("traceroute done", entity=entity, target=str(address), summary=doc["summary"])
+        det = self.detector
+        if det is None or not any(r.id == event_id for r in det.open_events()):
+            return  # that event is over: the path belongs to it only
+        self._apply(det.annotate(entity, "path", doc))
+
+    async def _stop_traces(self) -> None:
+        tasks = list(self._traces.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     def _configure(self, cfg: Config) -> None:
@@ -278,6 +406,8 @@ class Daemon:
         for h in self._control_hyst.values():
             h.down_after, h.up_after = d.down_after, d.up_after
         self.metrics.apply_config(cfg)
+        self._owners = _owner_map(cfg)
+        self._unreachable.retain(e.name for e in cfg.entities)
         p = cfg.probing
         assert self.scheduler is not None
         self.scheduler.set_targets(
@@ -400,6 +530,7 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self._stop_traces()
         await self._stop_bgp()
         if self.scheduler is not None:
             await self.scheduler.close()

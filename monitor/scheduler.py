@@ -215,6 +215,15 @@ class Scheduler:
         self._wake.set()
         return True
 
+    async def acquire(self) -> None:
+        """Wait for one send of the entity budget (`max_rate`), for probes sent outside the
+        rounds (a traceroute): they share the cap with every scheduled probe."""
+        while True:
+            wait = self._entities.limiter.try_acquire()
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
     # --- the dispatcher ------------------------------------------------------------------------
 
     async def run(self) -> None:

@@ -50,6 +50,8 @@ Callback = Callable[[ProbeResult], None]
 # Linux constants the socket module does not export on every Python version.
 _SOL_IPV6: Final = 41
 _SOL_RAW: Final = 255
+_IP_TTL: Final = 2
+_IPV6_HOPLIMIT: Final = 52
 _IP_RECVERR: Final = 11
 _IPV6_RECVERR: Final = 25
 _ICMP_FILTER: Final = 1
@@ -75,6 +77,7 @@ _ADDR_CACHE_MAX: Final = 1 << 17
 _PKT = struct.Struct("!HHHH8s")
 _ID_SEQ = struct.Struct("!HH")
 _EE = struct.Struct("=IBBBBII")  # struct sock_extended_err
+_INT = struct.Struct("=i")
 _ECHO4: Final = 8 << 8
 _ECHO6: Final = 128 << 8
 
@@ -195,12 +198,19 @@ class IcmpProber:
         timeout: float,
         callback: Callback,
         target: IcmpTarget | None = None,
+        ttl: int | None = None,
     ) -> None:
         """Send one echo request; `callback(result)` runs later on the loop, exactly once.
 
         No task, future or timer is created per probe. Raises only for programming errors
-        (no running loop, an address that is not an IP address).
+        (no running loop, an address that is not an IP address, a ttl outside 1..255).
+
+        `ttl` (traceroute): the request's IP TTL / IPv6 hop limit, sent as ancillary data so
+        the shared socket keeps its default. An ICMP error then fails the probe with its
+        `extra` holding `icmp_type`, `icmp_code` and `from` (the router that answered).
         """
+        if ttl is not None and not 1 <= ttl <= 255:
+            raise ValueError(f"ttl must be between 1 and 255, not {ttl}")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._bind_loop(loop)
@@ -251,7 +261,11 @@ class IcmpProber:
             packet = _PKT.pack(fam.word0, 0, fam.ident, seq, token)
         t0 = _monotonic()
         try:
-            sock.sendto(packet, sockaddr)
+            if ttl is None:
+                sock.sendto(packet, sockaddr)
+            else:
+                level, opt = (_SOL_IPV6, _IPV6_HOPLIMIT) if fam.v6 else (socket.SOL_IP, _IP_TTL)
+                sock.sendmsg([packet], [(level, opt, _INT.pack(ttl))], 0, sockaddr)
         except OSError as exc:
             self._send_failed(loop, callback, target, exc)
             return

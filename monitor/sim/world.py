@@ -1137,6 +1137,11 @@ class World:
         doc["entities"] = entities
         doc["controls"] = controls
         doc["bgp"] = dict(bgp) if bgp else {"enabled": False}
+        # Who owns each upstream router address (names the last hop of a traceroute).
+        doc["upstreams"] = [
+            {"address": a, "name": n, **({"asn": asn} if asn is not None else {})}
+            for a, (n, asn) in self.upstream_routers.items()
+        ]
         header = (
             f"# dprk-outage-monitor config for sim world {self.ns['core'].rsplit('-', 1)[0]}"
             f", vantage {vantage} ({self.vantages[vantage]})\n"

@@ -99,7 +99,7 @@ INVALID = [
     (
         "bogus: 1\n" + MINIMAL,
         "c.yaml:1: bogus: unknown key (allowed: bgp, controls, detection, entities, listen, "
-        "log_level, probing, state_dir)",
+        "log_level, probing, state_dir, upstreams)",
     ),
     (
         "probing:\n  interval: 30\n" + MINIMAL,
@@ -230,6 +230,43 @@ INVALID = [
         "c.yaml:5: bgp.ris_live_url: expected a ws:// or wss:// URL, got 'https://ris-live.ripe.net/v1/ws/'",
     ),
     ("listen: a:1\nlisten: b:2\n" + MINIMAL, "c.yaml:2: listen: duplicate key"),
+    (
+        MINIMAL + "upstreams: {prefix: 198.18.0.36/30, name: China Unicom}\n",
+        "c.yaml:4: upstreams: expected a list, got a mapping",
+    ),
+    (
+        MINIMAL + "upstreams:\n  - {name: China Unicom, asn: 4837}\n",
+        "c.yaml:5: upstreams[0]: missing key 'prefix' (or 'address')",
+    ),
+    (
+        MINIMAL + "upstreams:\n  - {prefix: 198.18.0.36/30, address: 198.18.0.38, name: x}\n",
+        "c.yaml:5: upstreams[0]: give either 'prefix' or 'address', not both",
+    ),
+    (
+        MINIMAL + "upstreams:\n  - {prefix: 198.18.0.36/30, asn: 4837}\n",
+        "c.yaml:5: upstreams[0]: missing key 'name'",
+    ),
+    (
+        MINIMAL + "upstreams:\n  - prefix: 198.18.0.37/30\n    name: China Unicom\n",
+        "c.yaml:5: upstreams[0].prefix: '198.18.0.37/30' has host bits set",
+    ),
+    (
+        MINIMAL + "upstreams:\n  - address: unicom-gw\n    name: China Unicom\n",
+        "c.yaml:5: upstreams[0].address: not an IP address: 'unicom-gw'",
+    ),
+    (
+        MINIMAL + "upstreams:\n  - {prefix: 198.18.0.36/30, name: China Unicom, asn: AS4837}\n",
+        "c.yaml:5: upstreams[0].asn: expected an integer, got str 'AS4837'",
+    ),
+    (
+        MINIMAL + "upstreams:\n  - {prefix: 198.18.0.36/30, name: China Unicom, as: 4837}\n",
+        "c.yaml:5: upstreams[0].as: unknown key (allowed: address, asn, name, prefix)",
+    ),
+    (
+        MINIMAL
+        + "upstreams:\n  - {address: 198.18.0.38, name: a}\n  - {prefix: 198.18.0.38/32, name: b}\n",
+        "c.yaml:6: upstreams[1].prefix: 198.18.0.38/32 is already in upstreams[0]",
+    ),
 ]
 
 
@@ -241,6 +278,27 @@ def test_invalid_config_message(doc: str, message: str) -> None:
     with pytest.raises(config.ConfigError) as info:
         config.parse(doc, "c.yaml")
     assert str(info.value) == message
+
+
+def test_upstreams_map_router_addresses_to_owners() -> None:
+    """`upstreams` entries (a prefix, or one address as a /32 or /128) name an AS and owner."""
+    cfg = parse(
+        MINIMAL
+        + """\
+upstreams:
+  - {prefix: 198.18.0.36/30, asn: 4837, name: China Unicom}
+  - address: 198.18.0.42
+    asn: 20485
+    name: TransTelecom
+  - {address: "2001:db8::1", name: SatGate}
+"""
+    )
+    assert cfg.upstreams == (
+        config.UpstreamConfig(ipaddress.ip_network("198.18.0.36/30"), "China Unicom", 4837),
+        config.UpstreamConfig(ipaddress.ip_network("198.18.0.42/32"), "TransTelecom", 20485),
+        config.UpstreamConfig(ipaddress.ip_network("2001:db8::1/128"), "SatGate", None),
+    )
+    assert parse(MINIMAL).upstreams == () and parse(MINIMAL + "upstreams:\n").upstreams == ()
 
 
 def test_detection_keys_map_onto_params() -> None:
