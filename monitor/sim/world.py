@@ -111,6 +111,23 @@ class _Faults:
     loss: dict[str, float] = field(default_factory=dict)
 
 
+def _wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Until every thread of `pid` is in state T (stopped), or `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+            states = []
+            for tid in tasks:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            return  # gone
+        if all(st in ("T", "t") for st in states):
+            return
+        time.sleep(0.005)
+
+
 class _Server:
     """A real server process in a namespace: start / stop (SIGTERM) / hang (SIGSTOP) / resume."""
 
@@ -167,6 +184,9 @@ class _Server:
         if self.proc is None or self.state != "up":
             raise RuntimeError(f"{self.name} is not running")
         os.kill(self.proc.pid, signal.SIGSTOP)
+        # SIGSTOP is delivered asynchronously: a query sent right after kill() may still be
+        # answered. Wait until every thread of the server is really stopped.
+        _wait_stopped(self.proc.pid)
         self.state = "hung"
 
     def resume(self) -> None:
