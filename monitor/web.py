@@ -1,7 +1,10 @@
 """The HTTP face of the daemon: /metrics, /healthz, /readyz and the JSON API.
 
 Probers and detection know nothing of this module; it reads from the objects it is given.
-`/metrics` is rendered in a worker thread so that a scrape of many series never stalls probing.
+`/metrics` never stalls probing: the small families are rendered in a worker thread, and the
+one with a series per target (`target_up`) is streamed in chunks of 2,000 lines, each joined on
+the loop between writes in well under a millisecond. Rendering it all in a thread did not
+suffice: with the GIL, a long render starves the loop all the same (bench/bench_scale.py).
 """
 
 from __future__ import annotations
@@ -37,11 +40,20 @@ def make_app(
     # One render at a time: concurrent scrapes share the thread instead of piling up.
     render_lock = asyncio.Lock()
 
-    async def metrics_handler(request: web.Request) -> web.Response:
+    async def metrics_handler(request: web.Request) -> web.StreamResponse:
         async with render_lock:
-            body = await asyncio.get_running_loop().run_in_executor(None, metrics.render)
-        resp = web.Response(body=body)
-        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            size, parts = await asyncio.get_running_loop().run_in_executor(
+                None, metrics.render_parts
+            )
+            resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+            resp.content_length = size
+            await resp.prepare(request)
+            try:
+                for part in parts:
+                    await resp.write(part)
+                await resp.write_eof()
+            except ConnectionResetError:  # the scraper went away (timed out): nothing to do
+                pass
         return resp
 
     async def healthz(request: web.Request) -> web.Response:

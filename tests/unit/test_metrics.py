@@ -116,3 +116,46 @@ def test_counter_source_exported_at_scrape() -> None:
     counts["stray"] = 3
     assert get(m, "dprk_monitor_icmp_replies_ignored_total", reason="stray") == 3
     assert b"dprk_monitor_icmp_replies_ignored_total" in m.render()
+
+
+def test_target_up_renders_as_a_gauge_would() -> None:
+    """target_up is kept as exposition lines (memory, scrape cost at 100,000 targets): the text
+    is what a prometheus_client Gauge renders, escaping included, once, and parses back."""
+    from prometheus_client import Gauge
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitor.metrics import _TargetKey, configured_targets
+
+    cfg = config.parse(CFG)
+    m = fresh()
+    m.apply_config(cfg)
+    reference = CollectorRegistry()
+    g = Gauge(m.target_up.name, m.target_up.doc, ["entity", "kind", "target"], registry=reference)
+    for entity, t in configured_targets(cfg):
+        g.labels(entity, t.kind.value, t.key).set(1)
+    odd = 'http://x.kp/a"b\\c\nd'  # no config accepts this URL; the escaping must still hold
+    m.target_up.set(_TargetKey("star-jv", "http", odd).labels_text(), 0)
+    g.labels("star-jv", "http", odd).set(0)
+    icmp = cfg.entities[0].targets.icmp[0]
+    m.set_target_up("star-jv", icmp, False)
+    g.labels("star-jv", "icmp", icmp.key).set(0)
+
+    ours = b"".join(m.target_up.text_parts(m.target_up.snapshot(), lines=2))
+    theirs = generate_latest(reference)
+    assert sorted(ours.splitlines()) == sorted(theirs.splitlines())
+    size, parts = m.render_parts(lines=3)
+    body = b"".join(parts)
+    assert size == len(body) and body == m.render()
+    text = body.decode()
+    assert text.count("# HELP dprk_monitor_target_up ") == 1
+    parsed = {
+        tuple(sorted(s.labels.items())): s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "dprk_monitor_target_up"
+        for s in f.samples
+    }
+    assert parsed[(("entity", "star-jv"), ("kind", "http"), ("target", odd))] == 0
+    assert get(m, "dprk_monitor_target_up", entity="star-jv", kind="http", target=odd) == 0
+    assert get(m, "dprk_monitor_target_up", entity="star-jv", kind="icmp", target=icmp.key) == 0
+    assert len(parsed) == len(m.target_up.keys()) == len(list(configured_targets(cfg))) + 1
