@@ -1,4 +1,4 @@
-"""ICMP engine benchmark: our IcmpProber against icmplib and scapy, side by side, same run.
+"""ICMP engine benchmark: our IcmpProber against icmplib, scapy and fping, side by side, same run.
 
 Run as root: `python bench/bench_icmp.py`. The process first moves itself into a fresh network
 namespace (only `lo`, plus a veth to a silent 198.18.98.7 for the timeout row) and pins itself to
@@ -10,6 +10,9 @@ prints.
 Method: N probes with a window of W in flight (each completion submits the next one), after a
 warm-up pass. probes/s = N / wall time; CPU µs per probe = process CPU time (user + system, which
 includes the kernel's loopback work done in our context) / N. Median of several runs, (min-max).
+fping (Debian's, a C program) is run as a child on the same addresses (`fping -c K -p 0 -i 0 -q`:
+K rounds over the list, no pause between sends, open loop); its wall time is from spawn to exit
+and its CPU time is the child's own rusage (wait4), so it includes fping's start-up.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import ipaddress
 import os
 import platform
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -206,6 +211,33 @@ def scapy_run(addrs: list[str], n: int) -> Sample:
     return measure(run, n)
 
 
+def fping_run(addrs: list[str], n: int, v6: bool = False) -> Sample:
+    """fping over `addrs` until n probes: `-c n/len(addrs)` rounds, -p 0 -i 0 (as fast as it
+    goes), -q; answered = the sum of each target's `rcv` from its summary on stderr."""
+    count = max(1, n // len(addrs))
+    argv = ["fping", *(["-6"] if v6 else []), "-c", str(count), "-p", "0", "-i", "0"]
+    argv += ["-t", "2000", "-q", *addrs]
+    w0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - w0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    answered = sum(int(m.group(1)) for m in re.finditer(r"xmt/rcv/%loss = \d+/(\d+)/", err))
+    if proc.returncode not in (0, 1):  # 1: some target did not answer
+        raise RuntimeError(f"fping exited {proc.returncode}: {err[-500:]}")
+    return Sample(count * len(addrs), wall, usage.ru_utime + usage.ru_stime, answered)
+
+
+def fping_version() -> str:
+    try:
+        out = subprocess.run(["fping", "-v"], capture_output=True, text=True, timeout=5).stdout
+        return out.split("Version", 1)[1].split()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+
+
 # -- report -------------------------------------------------------------------------------
 
 
@@ -235,6 +267,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "icmplib": versions["icmplib"],
         "scapy": versions["scapy"],
+        "fping": fping_version(),
     }
 
 
@@ -253,7 +286,7 @@ def render(rows: list[Row], info: dict[str, str], date: str) -> str:
         f"- date: {date}",
         f"- CPU: {info['cpu']}",
         f"- kernel {info['kernel']}, Python {info['python']}, icmplib {info['icmplib']}, "
-        f"scapy {info['scapy']}",
+        f"scapy {info['scapy']}, fping {info['fping']} (Debian)",
         "",
         "| engine | API / socket | family | in flight | probes x runs | probes/s | CPU µs/probe"
         " | answered |",
@@ -280,6 +313,12 @@ def render(rows: list[Row], info: dict[str, str], date: str) -> str:
         "- icmplib opens a socket per ping and runs a task per ping; its concurrency was set to",
         "  its best of 50/200/1,000 on this machine (raw sockets: 50, since every raw socket",
         "  sees every reply; ping sockets: 200). scapy `sr()` is given the whole list at once.",
+        "- fping is a C program run as a child process over the same addresses:",
+        "  `fping -c K -p 0 -i 0 -t 2000 -q ADDRESSES` (K rounds over the list, no wait between",
+        "  sends: open loop, so *in flight* is whatever the kernel's loopback lets pile up). Its",
+        "  wall time runs from spawn to exit and its CPU is the child's rusage (wait4), start-up",
+        "  and the kernel's loopback work in its context included, as for ours. It uses a raw",
+        "  socket (root); the bench is pinned to one CPU and fping inherits the pinning.",
         "",
     ]
     return "\n".join(lines)
@@ -364,6 +403,20 @@ async def run_all(args: argparse.Namespace) -> list[Row]:
             flush=True,
         )
     rows.append(scapy_row)
+    if shutil.which("fping"):
+        for family, addrs, v6 in (("IPv4", V4, False), ("IPv6", V6, True)):
+            fping_row = Row("fping", "-c -p 0 -i 0, raw", family, "open loop", [])
+            for i in range(3):
+                s = fping_run(addrs, n, v6)
+                fping_row.samples.append(s)
+                print(
+                    f"fping    {family}  run {i + 1}: {s.rate:9,.0f}/s {s.cpu_us:7.1f} µs/probe "
+                    f"answered {s.answered}/{s.probes}",
+                    flush=True,
+                )
+            rows.append(fping_row)
+    else:
+        print("fping not installed: no fping rows (apt-get install fping)", file=sys.stderr)
     return rows
 
 
