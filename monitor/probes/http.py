@@ -13,7 +13,7 @@ Semantics (the contract the tests pin):
 - The whole probe (connect, TLS, redirects, body) is bounded by `timeout`: a server that never
   sends headers, or dribbles a body that neither ends nor reaches the cap in time, is TIMEOUT.
 - `extra`: `status`, `bytes`, `redirects`, `truncated`, and `tls_not_after` (epoch seconds of
-  the last HTTPS certificate seen; with verification off it needs `cryptography` to parse).
+  the last HTTPS certificate seen, verified or not).
 - `rtt` is the time of the whole exchange up to the end of the (capped) body.
 """
 
@@ -31,13 +31,9 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from monitor import __version__
+from monitor.probes import certtime
 from monitor.probes.base import HttpTarget, IPAddress, ProbeResult, Reason, now
 from monitor.probes.tcp import classify_oserror, connect_timeout
-
-try:  # Only to read a certificate we did not verify; a test dependency, optional at runtime.
-    from cryptography import x509
-except ImportError:  # pragma: no cover
-    x509 = None  # type: ignore[assignment]
 
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -251,12 +247,7 @@ def _not_after(sslobj: ssl.SSLObject) -> float | None:
         not_after = cert.get("notAfter")
         return float(ssl.cert_time_to_seconds(not_after)) if isinstance(not_after, str) else None
     der = sslobj.getpeercert(binary_form=True)
-    if der is None or x509 is None:
-        return None
-    try:
-        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
-    except ValueError:
-        return None
+    return None if der is None else certtime.not_after(der)
 
 
 def _classify(exc: BaseException) -> tuple[Reason, str]:
