@@ -682,8 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--sizes", default="1000,10000,100000", help="target counts, comma-separated")
     ap.add_argument("--runs", type=int, default=3, help="daemon runs per size")
-    ap.add_argument("--warmup", type=float, default=10.0, help="seconds after /readyz")
-    ap.add_argument("--quiet", type=float, default=30.0, help="seconds of probing, no scrape")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds after /readyz")
+    ap.add_argument(
+        "--quiet", type=float, default=60.0, help="seconds of probing, no scrape (a round)"
+    )
     ap.add_argument(
         "--scrapes", type=int, default=4, help="scrapes per run (the last after the first round)"
     )
