@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 CONFIG  ?= config/dprk.yaml
 # Debian packages: the simulated world (nginx, knot, nftables, iproute2), promtool, peers for bench.
 APT_PKGS := python3-venv nginx-light knot knot-dnsutils nftables iproute2 procps tcpdump fping \
-            prometheus prometheus-alertmanager systemd
+            prometheus prometheus-alertmanager prometheus-blackbox-exporter systemd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps venv run test unit integration lint bench clean-sim
@@ -14,7 +14,7 @@ deps:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PKGS)
 	# Debian starts these services when installing them; the tests run their own instances.
-	-for s in nginx knot prometheus prometheus-alertmanager; do \
+	-for s in nginx knot prometheus prometheus-alertmanager prometheus-blackbox-exporter; do \
 	  $(SUDO) systemctl disable --now $$s >/dev/null 2>&1 || $(SUDO) service $$s stop >/dev/null 2>&1; \
 	done; true
 
@@ -45,7 +45,7 @@ unit: venv
 integration: venv
 	$(SUDO) env REQUIRE_NETNS=1 $(BIN)/python -m pytest -ra tests/integration
 
-bench: venv
+bench: deps venv
 	$(SUDO) $(BIN)/python bench/run_all.py
 
 clean-sim: venv

@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 
 from monitor.detect.belief import BeliefParams
 
+_B = BeliefParams()  # one place for the belief's defaults
+
 
 @dataclass(frozen=True, slots=True)
 class DetectionParams:
@@ -17,20 +19,20 @@ class DetectionParams:
     down_after: int = 2
     up_after: int = 2
 
-    # /24 block belief (see belief.py).
-    belief_up: float = 0.9
-    belief_down: float = 0.1
-    belief_min: float = 0.01
-    belief_max: float = 0.999
-    belief_noise: float = 1e-4
-    availability_initial: float = 0.8
-    availability_min: float = 0.3
-    availability_max: float = 0.8
-    availability_alpha: float = 0.02
+    # /24 block belief (see belief.py, whose defaults these are).
+    belief_up: float = _B.up_threshold
+    belief_down: float = _B.down_threshold
+    belief_min: float = _B.belief_min
+    belief_max: float = _B.belief_max
+    belief_noise: float = _B.noise
+    availability_initial: float = _B.availability_initial
+    availability_min: float = _B.availability_min
+    availability_max: float = _B.availability_max
+    availability_alpha: float = _B.availability_alpha
     # A negative of an address counts again only this long after its last counted one.
-    negative_spacing: float = 5.0
+    negative_spacing: float = _B.negative_spacing
     # An address leaves E(b) after this long without answering while its block answers.
-    responsive_ttl: float = 86400.0
+    responsive_ttl: float = _B.responsive_ttl
     # At most this many extra probes outstanding per uncertain block.
     extra_per_block: int = 2
     # At most this many extra probes asked for per call of `wanted_probes`.
