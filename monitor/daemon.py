@@ -473,14 +473,17 @@ class Daemon:
             self.tick(time.time())
 
     def _settle_heap(self, now: float) -> None:
-        """Collect once, then freeze what is alive, and again after the next round.
+        """Collect once, then freeze what is alive, and again at every tick of the next round.
 
         Why: the state kept per target and per address never dies, and at 100,000 targets it is
         ~0.5 M objects that every full garbage collection walks, on the event loop (pauses of
         160-300 ms in bench/bench_scale.py). Full collections are set off by growth, i.e. at
-        start and during the first round, when the blocks learn their responsive addresses.
-        Frozen objects are skipped by the collector (refcounting still frees what is dropped);
-        the collection here, at start or on a reload, is the one pause we accept."""
+        start and during the first round, when the ICMP engine and the blocks learn each
+        address; freezing once after that round still left collections of up to 150 ms inside
+        it, so the round's growth is frozen as it comes (gc.freeze() is O(1)). Frozen objects
+        are skipped by the collector; refcounting still frees what is dropped, and the cost is
+        that a reference cycle made unreachable during that one round is never collected.
+        The collection here, at start or on a reload, is the one pause we accept."""
         gc.unfreeze()
         gc.collect()
         gc.freeze()
@@ -488,9 +491,10 @@ class Daemon:
         self._freeze_at = now + p.interval + (p.reprobes + 1) * p.timeout
 
     def tick(self, now: float) -> None:
-        if self._freeze_at is not None and now >= self._freeze_at:
+        if self._freeze_at is not None:
             gc.freeze()  # the first round's per-address state (no collection: no pause)
-            self._freeze_at = None
+            if now >= self._freeze_at:
+                self._freeze_at = None
         det, sched, store = self.detector, self.scheduler, self.store
         assert det is not None and sched is not None and store is not None
         self._apply(det.tick(now))

@@ -313,7 +313,8 @@ class Metrics:
                 lambda: self._bgp.messages if self._bgp else None,
             )
         )
-        self._blocks: set[tuple[str, str]] = set()
+        # (entity, block) -> (its child, the value last set): a tick touches changed ones only.
+        self._blocks: dict[tuple[str, str], tuple[Gauge, float]] = {}
         self.vantage_healthy.set(1)
         self.event_store_healthy.set(1)
         self._entities: set[str] = set()
@@ -330,13 +331,19 @@ class Metrics:
 
     def set_block_beliefs(self, beliefs: Iterable[tuple[str, str, float]]) -> None:
         """Snapshot of every /24 block's belief; blocks no longer judged lose their series."""
-        seen = set()
+        had, now = self._blocks, {}
         for entity, block, belief in beliefs:
-            self.block_belief.labels(entity, block).set(belief)
-            seen.add((entity, block))
-        for gone in self._blocks - seen:
+            key = (entity, block)
+            known = had.get(key)
+            if known is None:
+                known = (self.block_belief.labels(entity, block), float("nan"))
+            if known[1] != belief:
+                known[0].set(belief)
+                known = (known[0], belief)
+            now[key] = known
+        for gone in had.keys() - now.keys():
             _remove(self.block_belief, *gone)
-        self._blocks = seen
+        self._blocks = now
 
     def bind_icmp_ignored(self, source: Callable[[], Mapping[str, int]]) -> None:
         """Read `icmp_replies_ignored_total` from the ICMP engine's counters at each scrape."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -101,6 +100,11 @@ class ResultSink(Protocol):
         """A scheduled probe was skipped (still busy) or sent late (budget exhausted)."""
 
 
+def _wake_up(fut: asyncio.Future[None] | None) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(None)
+
+
 def slot_offsets(keys: list[str], interval: float) -> list[float]:
     """Even, stable spacing: order by a hash of the key, then i * interval / n."""
     n = len(keys)
@@ -158,7 +162,7 @@ class Scheduler:
         self._controls = _Lane(RateLimiter(max(max_rate, 10.0)))
         self._extra_pending = 0
         self._max_extra_pending = max_extra_pending
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the dispatcher's sleep, see _kick
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
 
@@ -199,7 +203,7 @@ class Scheduler:
             lane_jobs.sort(key=lambda j: j.offset)
             lane.jobs = lane_jobs
             lane.restart_at(now, self._running)
-        self._wake.set()
+        self._kick()
 
     def _lanes(self) -> tuple[_Lane, _Lane]:
         return self._entities, self._controls
@@ -212,7 +216,7 @@ class Scheduler:
             return False
         self._extra_pending += 1
         self._entities.urgent.append(_Send(None, entity, target, False))
-        self._wake.set()
+        self._kick()
         return True
 
     async def acquire(self) -> None:
@@ -233,16 +237,30 @@ class Scheduler:
             lane.round_start, lane.index = now, 0
         self._running = True
         try:
+            loop = asyncio.get_running_loop()
             while True:
                 delay = min(self._dispatch(self._controls), self._dispatch(self._entities))
-                self._wake.clear()
                 if delay > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                    await self._sleep(loop, delay)
                 else:
                     await asyncio.sleep(0)
         finally:
             self._running = False
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
+        """Until `delay` has passed or `_kick()`. One future and one timer: the dispatcher
+        sleeps once per send at scale, and `wait_for` on an Event made a task each time."""
+        fut = self._waiter = loop.create_future()
+        timer = loop.call_later(delay, _wake_up, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _kick(self) -> None:
+        """Wake the dispatcher: something became due before the time it sleeps until."""
+        _wake_up(self._waiter)
 
     def _dispatch(self, lane: _Lane) -> float:
         """Send what is due in the lane that its budget allows; return how long to sleep."""
@@ -315,7 +333,7 @@ class Scheduler:
         elif job.attempt <= self.reprobes and not job.removed:
             lane = self._controls if job.control else self._entities
             lane.urgent.append(_Send(job, job.entity, job.target, job.control))
-            self._wake.set()
+            self._kick()
             return
         job.busy = False
         sink.on_round(job.entity, job.target, job.round_ok, job.control)

@@ -111,6 +111,7 @@ class BlockBelief:
         "block",
         "fail_start",
         "last_positive",
+        "name",
         "params",
         "state",
         "state_since",
@@ -118,6 +119,7 @@ class BlockBelief:
 
     def __init__(self, block: IPNetwork, params: BeliefParams | None = None) -> None:
         self.block = block
+        self.name = str(block)  # its label, read every tick
         self.params = params or BeliefParams()
         self._addrs: dict[IPAddress, _Addr] = {}
         self._belief = self.params.belief_max

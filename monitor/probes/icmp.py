@@ -132,8 +132,9 @@ class _Family:
         self.base_sum = 0  # word0 + ident, for the incremental IPv4 raw checksum
 
 
-# What an address resolves to: (family, key address as the kernel reports it, sockaddr, target).
-_Addr = tuple[_Family, str, tuple[str, int], IcmpTarget]
+# What an address resolves to: (family, key address as the kernel reports it, target). Kept
+# small (one entry per monitored address): the sockaddr tuple is made per send instead.
+_Addr = tuple[_Family, str, IcmpTarget]
 
 
 class IcmpProber:
@@ -216,8 +217,8 @@ class IcmpProber:
             self._bind_loop(loop)
         addr = self._addrs.get(address)
         if addr is None:
-            addr = self._resolve(address)
-        fam, host, sockaddr, default_target = addr
+            addr = self._resolve(address, target)
+        fam, host, default_target = addr
         if target is None:
             target = default_target
         sock = fam.sock
@@ -262,10 +263,10 @@ class IcmpProber:
         t0 = _monotonic()
         try:
             if ttl is None:
-                sock.sendto(packet, sockaddr)
+                sock.sendto(packet, (host, 0))
             else:
                 level, opt = (_SOL_IPV6, _IPV6_HOPLIMIT) if fam.v6 else (socket.SOL_IP, _IP_TTL)
-                sock.sendmsg([packet], [(level, opt, _INT.pack(ttl))], 0, sockaddr)
+                sock.sendmsg([packet], [(level, opt, _INT.pack(ttl))], 0, (host, 0))
         except OSError as exc:
             self._send_failed(loop, callback, target, exc)
             return
@@ -398,9 +399,10 @@ class IcmpProber:
                 return seq
         return -1
 
-    def _resolve(self, address: IPAddress | str) -> _Addr:
+    def _resolve(self, address: IPAddress | str, target: IcmpTarget | None) -> _Addr:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-        target = IcmpTarget(ip)
+        if target is None:
+            target = IcmpTarget(ip)  # (the scheduler's own target is shared, not copied)
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped  # probe the IPv4 address it stands for
         if isinstance(ip, ipaddress.IPv4Address):
@@ -414,7 +416,7 @@ class IcmpProber:
             fam = self._v6
         if len(self._addrs) >= _ADDR_CACHE_MAX:
             self._addrs.clear()
-        addr: _Addr = (fam, host, (host, 0), target)
+        addr: _Addr = (fam, host, target)
         self._addrs[address] = addr
         return addr
 
