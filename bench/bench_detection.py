@@ -29,6 +29,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import benchlib  # noqa: E402
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Detection"
@@ -191,17 +194,6 @@ def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: floa
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    start = doc.find(SECTION + "\n")
-    if start >= 0:
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + (doc[nxt + 1 :] if nxt >= 0 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    DOC.write_text(doc, encoding="utf-8")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--worker")
@@ -221,7 +213,7 @@ def main() -> int:
         text = summarise(results, results[0].get("scale", args.scale), runs, wall)
         print(text)
         if not args.no_write:
-            write_section(text)
+            benchlib.write_section(SECTION, text)
         return 0
     if args.worker:
         print(json.dumps(worker(args.worker, args.scale)))
@@ -246,7 +238,7 @@ def main() -> int:
     text = summarise(results, args.scale, args.runs, time.time() - t0)
     print(text)
     if not args.no_write:
-        write_section(text)
+        benchlib.write_section(SECTION, text)
         print(f"written to {DOC} (raw: {raw})")
     return 1 if any("error" in r for r in results) else 0
 

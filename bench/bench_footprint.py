@@ -720,11 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         ris is not None,
         time.monotonic() - started,
     )
-    print()
-    print(text)
-    if not args.no_write:
-        benchlib.write_section(HEADING, text)
-        print(f"updated {benchlib.DOC.relative_to(ROOT)}")
+    benchlib.publish(HEADING, text, not args.no_write)
     return 0
 
 

@@ -35,6 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import benchlib  # noqa: E402
 
 from monitor.probes.base import IcmpTarget, ProbeResult  # noqa: E402
 from monitor.probes.icmp import IcmpProber  # noqa: E402
@@ -324,18 +327,6 @@ def render(rows: list[Row], info: dict[str, str], date: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace the ICMP section (up to the next `## ` heading) or append it; keep the rest."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: text, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(new.rstrip("\n") + "\n")
-
-
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -441,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if not args.no_write:
-        write_section(text)
+        benchlib.write_section(HEADING, text)
         print(f"updated {DOC.relative_to(ROOT)}")
     return 0
 

@@ -57,6 +57,9 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import benchlib  # noqa: E402
 
 from tests.netns_util import enter_new_netns, ip, sysctl  # noqa: E402
 
@@ -693,18 +696,6 @@ def render(rows: list[Row], info: dict[str, str], date: str, bad: list[str]) -> 
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Replace the section (up to the next `## ` heading) or append it; keep the rest."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: text, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(new.rstrip("\n") + "\n")
-
-
 # -- main ---------------------------------------------------------------------------------
 
 
@@ -760,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if not args.no_write:
-        write_section(text)
+        benchlib.write_section(HEADING, text)
         print(f"updated {DOC.relative_to(ROOT)}")
     return 0
 

@@ -190,3 +190,12 @@ def write_section(heading: str, text: str) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text
     DOC.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def publish(heading: str, text: str, write: bool) -> None:
+    """Print a bench's section and, unless told not to, put it into docs/BENCHMARKS.md."""
+    print()
+    print(text)
+    if write:
+        write_section(heading, text)
+        print(f"updated {DOC.relative_to(DOC.parent.parent)}")

@@ -2,9 +2,10 @@
 
 Probers and detection know nothing of this module; it reads from the objects it is given.
 `/metrics` never stalls probing: the small families are rendered in a worker thread, and the
-one with a series per target (`target_up`) is streamed in chunks of 2,000 lines, each joined on
-the loop between writes in well under a millisecond. Rendering it all in a thread did not
-suffice: with the GIL, a long render starves the loop all the same (bench/bench_scale.py).
+one with a series per target (`target_up`) is streamed from its buffer in slices of 256 KiB,
+yielding to the loop after each. Rendering it all in a thread did
+not suffice: with the GIL, a long render starves the loop all the same, and so does sending
+the whole body in one loop step (bench/bench_scale.py).
 """
 
 from __future__ import annotations
@@ -42,18 +43,24 @@ def make_app(
 
     async def metrics_handler(request: web.Request) -> web.StreamResponse:
         async with render_lock:
-            size, parts = await asyncio.get_running_loop().run_in_executor(
-                None, metrics.render_parts
-            )
+            rest = await asyncio.get_running_loop().run_in_executor(None, metrics.render_rest)
+            size, parts = metrics.render_parts(rest)
             resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
             resp.content_length = size
             await resp.prepare(request)
             try:
                 for part in parts:
                     await resp.write(part)
+                    # write() suspends only when the transport is paused; a scraper on a
+                    # fast link takes the whole body at once, ~40 ms of send() at 100,000
+                    # targets: let the probes in between the slices.
+                    await asyncio.sleep(0)
                 await resp.write_eof()
             except ConnectionResetError:  # the scraper went away (timed out): nothing to do
                 pass
+            except RuntimeError:  # a reload moved target_up's lines: end short, scrape again
+                if request.transport is not None:
+                    request.transport.close()
         return resp
 
     async def healthz(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor import config
@@ -141,10 +142,10 @@ def test_target_up_renders_as_a_gauge_would() -> None:
     m.set_target_up("star-jv", icmp, False)
     g.labels("star-jv", "icmp", icmp.key).set(0)
 
-    ours = b"".join(m.target_up.text_parts(m.target_up.snapshot(), lines=2))
+    ours = b"".join(m.target_up.text_parts(chunk=7))
     theirs = generate_latest(reference)
     assert sorted(ours.splitlines()) == sorted(theirs.splitlines())
-    size, parts = m.render_parts(lines=3)
+    size, parts = m.render_parts(chunk=5)
     body = b"".join(parts)
     assert size == len(body) and body == m.render()
     text = body.decode()
@@ -159,3 +160,53 @@ def test_target_up_renders_as_a_gauge_would() -> None:
     assert get(m, "dprk_monitor_target_up", entity="star-jv", kind="http", target=odd) == 0
     assert get(m, "dprk_monitor_target_up", entity="star-jv", kind="icmp", target=icmp.key) == 0
     assert len(parsed) == len(m.target_up.keys()) == len(list(configured_targets(cfg))) + 1
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_target_up_buffer_removes_and_rewrites_in_place(
+    collide: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values are rewritten in place, removed series vanish from the exposition before and
+    after the buffer is compacted, and the survivors keep their values; also when every
+    prefix has the same hash (series are found by hash, then confirmed)."""
+    import monitor.metrics
+    from monitor.metrics import _TargetUp
+
+    if collide:
+        monkeypatch.setattr(monitor.metrics, "_hash", lambda _b: 7)
+
+    up = _TargetUp("t_up", "help")
+    labels = [f'entity="e",kind="icmp",target="198.18.0.{i}"' for i in range(6)]
+    for i, lab in enumerate(labels):
+        up.set(lab, i % 2)
+    up.set(labels[0], 1)
+    with pytest.raises(ValueError):
+        up.set(labels[1], 0.5)
+
+    def lines() -> list[bytes]:
+        body = b"".join(up.text_parts(chunk=10))
+        assert len(body) == up.size()
+        return [ln for ln in body.splitlines() if not ln.startswith(b"#")]
+
+    assert lines()[0] == b"t_up{" + labels[0].encode() + b"} 1.0"
+    up.remove(labels[2])
+    up.remove(labels[3])
+    stale = lines()  # before compaction: built from the live series
+    up.compact()
+    assert lines() == stale and len(stale) == 4
+    assert not any(b"198.18.0.2" in ln or b"198.18.0.3" in ln for ln in stale)
+    assert [ln.rsplit(b" ", 1)[1] for ln in stale] == [b"1.0", b"1.0", b"0.0", b"1.0"]
+    up.set(labels[4], 1)  # offsets moved by the compaction: still the right line
+    assert lines()[2].endswith(b'198.18.0.4"} 1.0')
+    assert up.keys() == {labels[i] for i in (0, 1, 4, 5)} and len(up) == 4
+    assert labels[2] not in up and labels[4] in up
+    up.set(labels[5], 0)
+    fam = next(iter(up.collect()))
+    assert sorted(s.value for s in fam.samples) == [0.0, 1.0, 1.0, 1.0]
+    parts = up.text_parts(chunk=16)
+    next(parts), next(parts)
+    up.set(labels[0], 0)  # a value rewritten mid-scrape: fine
+    next(parts)
+    up.set('entity="e",kind="icmp",target="198.18.1.1"', 1)  # a line added: the body would tear
+    with pytest.raises(RuntimeError):
+        list(parts)
