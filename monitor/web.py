@@ -3,9 +3,9 @@
 Probers and detection know nothing of this module; it reads from the objects it is given.
 `/metrics` never stalls probing: the small families are rendered in a worker thread, and the
 one with a series per target (`target_up`) is streamed from its buffer in slices of 256 KiB,
-yielding to the loop after each. Rendering it all in a thread did
-not suffice: with the GIL, a long render starves the loop all the same, and so does sending
-the whole body in one loop step (bench/bench_scale.py).
+yielding to the loop after each. Rendering it all in a thread did not suffice: with the GIL, a
+long render starves the loop all the same, and so does sending the whole body in one loop step
+(bench/bench_scale.py).
 """
 
 from __future__ import annotations
