@@ -2,15 +2,15 @@
 
 Labelled series are created when the configuration is loaded (so dashboards see a 0, not a gap)
 and removed when a target or entity leaves the configuration, as smokeping_prober does.
-Rendering never stalls the event loop: web.py calls `render_parts` in an executor and streams
-the parts.
+Rendering never stalls the event loop: web.py calls `render_rest` (the small families) in an
+executor, then streams `render_parts` from the loop.
 
 `target_up`, the one family with a series per target, is not a prometheus_client Gauge: a Gauge
 child costs ~800 bytes and rendering it allocates a dict and a tuple per series, so at 100,000
 targets the Gauge took ~80 MB, a scrape ~0.7 s of CPU in the render thread, and the garbage set
 off full collections that held the GIL, stalling the loop for up to 0.8 s (bench/bench_scale.py).
 `_TargetUp` keeps every series' line in one buffer and rewrites values in place; a scrape
-copies the buffer once and creates nothing per series.
+streams slices of that buffer and creates nothing per series.
 """
 
 from __future__ import annotations
@@ -72,6 +72,13 @@ _VALUE_TEXT = {1.0: b"1.0", 0.0: b"0.0"}
 _hash = hash  # (a test makes every prefix collide)
 
 
+def _value_text(value: float) -> bytes:
+    text = _VALUE_TEXT.get(value)
+    if text is None:
+        raise ValueError(f"target_up is 1 or 0, not {value!r}")
+    return text
+
+
 class _TargetUp(Collector):
     """`target_up`: one series per configured target, all kept in one bytearray of exposition
     lines (`name{labels} 1.0\n`), found through a dict from the hash of each line's prefix to
@@ -130,29 +137,21 @@ class _TargetUp(Collector):
 
     def set(self, labels: str, value: float) -> None:
         """Set (or add) a series; the value must be 1 or 0."""
-        text = _VALUE_TEXT.get(value)
-        if text is None:
-            raise ValueError(f"target_up is 1 or 0, not {value!r}")
-        prefix = self._prefix(labels)
-        at = self._find(prefix)
+        self.add_all((labels,), value)
+
+    def update(self, labels: str, value: float) -> bool:
+        """Set a series only if it exists (a probe of a target a reload removed is not one);
+        returns whether it did."""
+        at = self._find(self._prefix(labels))
         if at is None:
-            self._buf += prefix
-            at = len(self._buf)
-            self._buf += b"0.0\n"
-            h = _hash(prefix)
-            if h in self._at:
-                self._clash[prefix] = at
-            else:
-                self._at[h] = at
-            self.layout += 1
-        self._buf[at : at + 3] = text
+            return False
+        self._buf[at : at + 3] = _value_text(value)
+        return True
 
     def add_all(self, labels: Iterable[str], value: float) -> None:
         """Set many series at once, new ones appended in one piece: one reallocation instead of
         one per line (which left ~10 MB of holes in the heap at 100,000 targets)."""
-        text = _VALUE_TEXT.get(value)
-        if text is None:
-            raise ValueError(f"target_up is 1 or 0, not {value!r}")
+        text = _value_text(value)
         new: list[bytes] = []
         for lab in labels:
             prefix = self._prefix(lab)
@@ -543,8 +542,7 @@ class Metrics:
 
     def set_target_up(self, entity: str, target: Target, up: bool) -> None:
         labels = _TargetKey(entity, target.kind.value, target.key).labels_text()
-        if labels in self.target_up:
-            self.target_up.set(labels, 1 if up else 0)
+        self.target_up.update(labels, 1 if up else 0)
 
     def set_entity_state(self, entity: str, state: str) -> None:
         if entity not in self._entities:

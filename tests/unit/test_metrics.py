@@ -201,6 +201,8 @@ def test_target_up_buffer_removes_and_rewrites_in_place(
     assert up.keys() == {labels[i] for i in (0, 1, 4, 5)} and len(up) == 4
     assert labels[2] not in up and labels[4] in up
     up.set(labels[5], 0)
+    assert not up.update(labels[2], 1) and labels[2] not in up  # removed: not brought back
+    assert up.update(labels[1], 1)
     fam = next(iter(up.collect()))
     assert sorted(s.value for s in fam.samples) == [0.0, 1.0, 1.0, 1.0]
     parts = up.text_parts(chunk=16)
