@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from monitor.detect.evidence import Evidence
 from monitor.detect.model import (
     JSON,
     Change,
@@ -332,7 +333,7 @@ def _row(ev: EventRecord) -> tuple[str, str, str, float, float | None, str, str]
         ev.start,
         ev.end,
         json.dumps(ev.signals, separators=(",", ":"), sort_keys=True, default=str),
-        json.dumps(ev.evidence, separators=(",", ":"), sort_keys=True, default=str),
+        json.dumps(ev.evidence.to_json(), separators=(",", ":"), sort_keys=True, default=str),
     )
 
 
@@ -351,7 +352,7 @@ def _from_row(r: tuple[Any, ...]) -> EventRecord:
         float(start),
         None if end is None else float(end),
         sig,
-        _json(evidence),
+        Evidence.from_json(_json(evidence)),
     )
 
 

@@ -30,6 +30,15 @@ from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.config import Config
+from monitor.detect.model import (
+    Change,
+    EventClosed,
+    EventOpened,
+    EventUpdated,
+    StateChanged,
+    TargetChanged,
+    VantageChanged,
+)
 from monitor.probes.base import Kind, ProbeResult, Reason, Target
 
 PREFIX = "dprk_monitor_"
@@ -432,6 +441,22 @@ class Metrics:
                 lambda: self._bgp.messages if self._bgp else None,
             )
         )
+        self.consumer_errors = Counter(
+            p + "change_consumer_errors",
+            "Detector changes a consumer (metrics, event log, tracer, ...) failed to handle",
+            ["consumer"],
+            registry=r,
+        )
+        self.event_log_corrupt_rows = Gauge(
+            p + "event_log_corrupt_rows",
+            "Rows of the event log skipped because they could not be read",
+            registry=r,
+        )
+        self.event_log_pending = Gauge(
+            p + "event_log_pending",
+            "Events accepted but not yet on disk (full or failing disk)",
+            registry=r,
+        )
         # (entity, block) -> (its child, the value last set): a tick touches changed ones only.
         self._blocks: dict[tuple[str, str], tuple[Gauge, float]] = {}
         self.vantage_healthy.set(1)
@@ -543,6 +568,21 @@ class Metrics:
     def set_target_up(self, entity: str, target: Target, up: bool) -> None:
         labels = _TargetKey(entity, target.kind.value, target.key).labels_text()
         self.target_up.update(labels, 1 if up else 0)
+
+    def on_change(self, c: Change) -> None:
+        """The metrics of one detector change (a subscriber of the daemon's fan-out)."""
+        if isinstance(c, TargetChanged):
+            self.set_target_up(c.entity, c.target, c.up)
+        elif isinstance(c, StateChanged):
+            self.set_entity_state(c.entity, c.new.value)
+        elif isinstance(c, VantageChanged):
+            self.vantage_healthy.set(1 if c.healthy else 0)
+        elif isinstance(c, EventOpened | EventUpdated | EventClosed):
+            ev = c.event
+            # An escalation is a new kind of outage (dns -> blackout): counted like an opening.
+            if isinstance(c, EventOpened) or (isinstance(c, EventUpdated) and c.escalated):
+                self.outages.labels(ev.entity, ev.kind.value).inc()
+            self.outage_active.labels(ev.entity).set(1 if ev.open else 0)
 
     def set_entity_state(self, entity: str, state: str) -> None:
         if entity not in self._entities:

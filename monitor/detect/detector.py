@@ -56,11 +56,24 @@ import math
 import statistics
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from monitor.detect.belief import BlockBelief, BlockState, IPNetwork, block_of
+from monitor.detect.evidence import (
+    MAX_BLIND,
+    MAX_RESUMED,
+    BlockEvidence,
+    Evidence,
+    Failure,
+    Interval,
+    KindEvidence,
+    PathEvidence,
+    PrefixRouting,
+    Seen,
+    bounded_append,
+)
 from monitor.detect.fusion import (
     BlockView,
     FusionInputs,
@@ -266,11 +279,15 @@ class _Event:
     resumed_targets: dict[str, list[str]] = field(default_factory=dict)
     kinds: dict[str, _KindEvidence] = field(default_factory=dict)
     blind: list[list[float | None]] = field(default_factory=list)
+    blind_dropped: int = 0
     resumed: list[float] = field(default_factory=list)
+    resumed_dropped: int = 0
     recovered_at: float | None = None
     closing_since: float | None = None
     signals: JSON = field(default_factory=dict)
-    extra_evidence: JSON = field(default_factory=dict)
+    bgp: Mapping[str, PrefixRouting] | None = None
+    path: PathEvidence | None = None
+    other_evidence: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def phase(self) -> str:
@@ -539,13 +556,22 @@ class Detector:
         e.dirty = True
         return self._evaluate(e, now) if self._vantage.healthy else []
 
-    def annotate(self, entity: str, key: str, value: object) -> list[Change]:
-        """Add evidence gathered outside the probes (BGP withdrawal, traceroute) to the open
-        event of `entity`; returns the EventUpdated to store, or nothing when none is open."""
+    def annotate(
+        self,
+        entity: str,
+        *,
+        bgp: Mapping[str, PrefixRouting] | None = None,
+        path: PathEvidence | None = None,
+    ) -> list[Change]:
+        """Add evidence gathered outside the probes (the routing picture, a traceroute) to the
+        open event of `entity`; returns the EventUpdated to store, or nothing when none is open."""
         e = self._entities.get(entity)
         if e is None or e.event is None:
             return []
-        e.event.extra_evidence[key] = value
+        if bgp is not None:
+            e.event.bgp = bgp
+        if path is not None:
+            e.event.path = path
         return [EventUpdated(self._record(e, e.event), e.event.kind)]
 
     def tick(self, now: float) -> list[Change]:
@@ -648,7 +674,7 @@ class Detector:
                 changes.append(EventClosed(_note(closed, "duplicate open event")))
                 continue
             ev = _event_from_record(rec)
-            ev.resumed.append(now)
+            ev.resumed_dropped += bounded_append(ev.resumed, now, MAX_RESUMED)
             if ev.recovered_at is not None:
                 ev.closing_since = now  # closes merge_gap after the restart if still up
             e.event = ev
@@ -722,7 +748,8 @@ class Detector:
             e.blind_onset = onset
             e.pending = False
             if e.event is not None:
-                e.event.blind.append([onset, None])
+                ev = e.event
+                ev.blind_dropped += bounded_append(ev.blind, [onset, None], MAX_BLIND)
             if e.state is not State.UNKNOWN:
                 changes.append(StateChanged(e.name, e.state, State.UNKNOWN, now, now, e.signals))
                 e.state, e.since = State.UNKNOWN, now
@@ -991,16 +1018,14 @@ class Detector:
         if ev.phases_dropped:
             signals["phases_dropped"] = ev.phases_dropped
         signals["recovered_at"] = iso_or_none(ev.recovered_at if end is None else end)
-        kinds: JSON = {}
+        kinds: dict[str, KindEvidence] = {}
         order: list[tuple[float, str]] = []
         for kind, ke in sorted(ev.kinds.items()):
             lg, ff = ke.last_good, ke.first_failed
-            kinds[kind] = {
-                "last_good": None if lg is None else {"target": _key(lg[0]), "time": iso(lg[1])},
-                "first_failed": None
-                if ff is None
-                else {"target": _key(ff[0]), "time": iso(ff[1]), "reason": ff[2], "detail": ff[3]},
-            }
+            kinds[kind] = KindEvidence(
+                None if lg is None else Seen(_key(lg[0]), lg[1]),
+                None if ff is None else Failure(_key(ff[0]), ff[1], ff[2], ff[3]),
+            )
             if ff is not None:
                 order.append((ff[1], kind))
         targets_down: dict[str, list[str]] = {k: list(v) for k, v in ev.resumed_targets.items()}
@@ -1008,21 +1033,18 @@ class Detector:
             keys = targets_down.setdefault(t.kind.value, [])
             if t.key not in keys and len(keys) < _MAX_LISTED_TARGETS:
                 keys.append(t.key)
-        evidence: JSON = dict(ev.extra_evidence)
-        evidence.update(
-            {
-                "kinds": kinds,
-                "failure_order": [k for _, k in sorted(order)],
-                "blocks": [
-                    {"block": b, "first_failed": iso_or_none(f), "recovered": iso_or_none(r)}
-                    for b, (f, r) in ev.blocks.items()
-                ],
-                "targets_down": targets_down,
-                "vantage_blind": [
-                    {"start": iso_or_none(s), "end": iso_or_none(x)} for s, x in ev.blind
-                ],
-                "resumed_at": [iso(t) for t in ev.resumed],
-            }
+        evidence = Evidence(
+            kinds=kinds,
+            failure_order=tuple(k for _, k in sorted(order)),
+            blocks=tuple(BlockEvidence(b, f, r) for b, (f, r) in ev.blocks.items()),
+            targets_down={k: tuple(v) for k, v in targets_down.items()},
+            vantage_blind=tuple(Interval(s, x) for s, x in ev.blind),
+            vantage_blind_dropped=ev.blind_dropped,
+            resumed_at=tuple(ev.resumed),
+            resumed_dropped=ev.resumed_dropped,
+            bgp=ev.bgp,
+            path=ev.path,
+            other=ev.other_evidence,
         )
         # While recovering (within merge_gap) the event shows its provisional end: users see it
         # over as soon as the entity is back; a relapse clears the end and the same event goes on.
@@ -1110,33 +1132,21 @@ def _event_from_record(rec: EventRecord) -> _Event:
     ev.signals = {
         k: v for k, v in sig.items() if k not in ("phases", "phases_dropped", "recovered_at")
     }
-    for b in evid.get("blocks") or []:
-        if isinstance(b, dict) and isinstance(b.get("block"), str):
-            ev.blocks[b["block"]] = [_t(b.get("first_failed")), _t(b.get("recovered"))]
-    for kind, keys in (evid.get("targets_down") or {}).items():
-        if isinstance(keys, list):
-            ev.resumed_targets[str(kind)] = [str(k) for k in keys]
-    for kind, d in (evid.get("kinds") or {}).items():
-        if not isinstance(d, dict):
-            continue
+    for b in evid.blocks:
+        ev.blocks[b.block] = [b.first_failed, b.recovered]
+    for kind, keys in evid.targets_down.items():
+        ev.resumed_targets[kind] = list(keys)
+    for kind_name, stored in evid.kinds.items():
         ke = _KindEvidence()
-        lg, ff = d.get("last_good"), d.get("first_failed")
-        if isinstance(lg, dict) and (t := _t(lg.get("time"))) is not None:
-            ke.last_good = (str(lg.get("target")), t)
-        if isinstance(ff, dict) and (t := _t(ff.get("time"))) is not None:
-            ke.first_failed = (
-                str(ff.get("target")),
-                t,
-                str(ff.get("reason")),
-                str(ff.get("detail")),
-            )
-        ev.kinds[str(kind)] = ke
-    for b in evid.get("vantage_blind") or []:
-        if isinstance(b, dict):
-            ev.blind.append([_t(b.get("start")), _t(b.get("end"))])
-    for t_s in evid.get("resumed_at") or []:
-        if (t := _t(t_s)) is not None:
-            ev.resumed.append(t)
-    known = {"kinds", "failure_order", "blocks", "targets_down", "vantage_blind", "resumed_at"}
-    ev.extra_evidence = {k: v for k, v in evid.items() if k not in known}
+        if stored.last_good is not None:
+            ke.last_good = (stored.last_good.target, stored.last_good.time)
+        if stored.first_failed is not None:
+            f = stored.first_failed
+            ke.first_failed = (f.target, f.time, f.reason, f.detail)
+        ev.kinds[kind_name] = ke
+    ev.blind = [[i.start, i.end] for i in evid.vantage_blind]
+    ev.blind_dropped = evid.vantage_blind_dropped
+    ev.resumed = list(evid.resumed_at)
+    ev.resumed_dropped = evid.resumed_dropped
+    ev.bgp, ev.path, ev.other_evidence = evid.bgp, evid.path, evid.other
     return ev

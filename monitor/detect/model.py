@@ -5,15 +5,31 @@ detector reports to the daemon. Pure data and time formatting, no I/O.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
+from monitor.detect.evidence import Evidence
+from monitor.detect.times import JSON, iso, iso_or_none, parse_time
 from monitor.probes.base import Target
 
-JSON = dict[str, Any]
+__all__ = [
+    "JSON",
+    "SEVERITY",
+    "Change",
+    "EventClosed",
+    "EventKind",
+    "EventOpened",
+    "EventRecord",
+    "EventUpdated",
+    "Evidence",
+    "State",
+    "StateChanged",
+    "TargetChanged",
+    "VantageChanged",
+    "iso",
+    "iso_or_none",
+    "parse_time",
+]
 
 
 class State(enum.StrEnum):
@@ -51,7 +67,8 @@ SEVERITY: Mapping[EventKind, int] = {
 @dataclass(frozen=True, slots=True)
 class EventRecord:
     """One outage event as stored and served. Times are epoch seconds (UTC); `end` is None
-    while the event is open. `signals` and `evidence` are JSON-ready (times as ISO strings)."""
+    while the event is open. `signals` is JSON-ready (times as ISO strings); `evidence` is a
+    typed record whose `to_json()` is what the API and the event log hold."""
 
     id: str
     entity: str
@@ -59,7 +76,7 @@ class EventRecord:
     start: float
     end: float | None
     signals: JSON = field(default_factory=dict)
-    evidence: JSON = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
 
     @property
     def open(self) -> bool:
@@ -80,7 +97,7 @@ class EventRecord:
             "end": None if self.end is None else iso(self.end),
             "duration_seconds": self.duration(now),
             "signals": self.signals,
-            "evidence": self.evidence,
+            "evidence": self.evidence.to_json(),
         }
 
 
@@ -146,42 +163,3 @@ class TargetChanged:
 
 
 Change = StateChanged | EventOpened | EventUpdated | EventClosed | VantageChanged | TargetChanged
-
-
-# --- time ------------------------------------------------------------------------------------
-
-
-def iso(t: float) -> str:
-    """UTC ISO 8601 with a `Z`; milliseconds only when not zero (`2022-11-17T05:12:00.250Z`)."""
-    ms_total = round(t * 1000)
-    secs, ms = divmod(ms_total, 1000)
-    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{ms:03d}Z" if ms else f"{base}Z"
-
-
-def iso_or_none(t: float | None) -> str | None:
-    return None if t is None else iso(t)
-
-
-def parse_time(value: str | float | datetime) -> float:
-    """Epoch seconds from an ISO 8601 time (date only, `Z` or an offset; naive means UTC),
-    a `datetime` or a number. Raises ValueError with the offending text."""
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a time: {value!r}")
-        return float(value)
-    else:
-        text = value.strip()
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        try:
-            dt = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an ISO 8601 time: {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()

@@ -11,14 +11,8 @@ traceroute is polite like any other probe toward a monitored network. `tracerout
 raises for network outcomes: silence is a hop without an address, a local send failure ends the
 trace with `error` set.
 
-Routers rate-limit their unreachable answers (Linux: about one per second per source address,
-`net.ipv4.route.error_cost`), and during an outage the monitor's ordinary probes toward the
-dead block compete for them: the traceroute then sees the hops before the broken router and
-silence from it on. Those ordinary probes do get the router's answers, though, so
-`UnreachableRouters` records, per entity and block, which routers answered "destination
-unreachable" to them (a passive traceroute), and `path_evidence` merges both: when the trace
-ends in silence and a router beyond its last answering hop answered unreachable for the
-affected blocks, that router is where the path ends.
+What a trace means for an outage (hop owners, the routers that answered unreachable to the
+ordinary probes, the `path` evidence) is pure logic in `monitor.detect.path`.
 """
 
 from __future__ import annotations
@@ -26,27 +20,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from monitor.detect.belief import block_of
-from monitor.detect.model import iso
-from monitor.probes.base import IcmpTarget, IPAddress, ProbeResult, Reason, target_address
+from monitor.probes.base import IcmpTarget, IPAddress, ProbeResult, Reason
 
 __all__ = [
     "MAX_HOPS",
+    "REPLY",
+    "TIME_EXCEEDED",
+    "UNREACHABLE",
     "Hop",
-    "Owner",
-    "OwnerMap",
-    "Sighting",
     "Trace",
     "TracerouteEngine",
-    "UnreachableRouters",
-    "path_evidence",
     "traceroute",
+    "unreachable_note",
+    "unreachable_reason",
 ]
 
 MAX_HOPS: Final = 16
@@ -98,47 +89,6 @@ class Hop:
 
 
 @dataclass(frozen=True, slots=True)
-class Owner:
-    """Who a hop address belongs to (an `upstreams` entry, or a watched entity's prefix)."""
-
-    name: str
-    asn: int | None
-    prefix: str
-
-    @property
-    def label(self) -> str:
-        return self.name if self.asn is None else f"{self.name} AS{self.asn}"
-
-    def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "asn": self.asn, "prefix": self.prefix}
-
-
-class OwnerMap:
-    """Hop address -> owner, by longest prefix match (on equal length, the first entry wins)."""
-
-    def __init__(self, entries: Iterable[tuple[IPNetwork, str, int | None]] = ()) -> None:
-        ordered = sorted(enumerate(entries), key=lambda x: (-x[1][0].prefixlen, x[0]))
-        self._entries: list[tuple[IPNetwork, Owner]] = [
-            (net, Owner(name, asn, str(net))) for _, (net, name, asn) in ordered
-        ]
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def lookup(self, address: str | IPAddress | None) -> Owner | None:
-        if address is None:
-            return None
-        try:
-            addr = ipaddress.ip_address(address) if isinstance(address, str) else address
-        except ValueError:
-            return None
-        for net, owner in self._entries:
-            if addr.version == net.version and addr in net:
-                return owner
-        return None
-
-
-@dataclass(frozen=True, slots=True)
 class Trace:
     """A finished traceroute. `hops` has one entry per TTL probed, in order, up to the TTL
     whose answer ended the path (or the last one sent)."""
@@ -159,177 +109,15 @@ class Trace:
         """The answering hop with the highest TTL (the target itself when it was reached)."""
         return next((h for h in reversed(self.hops) if h.address is not None), None)
 
-    def to_json(self, owners: OwnerMap | None = None) -> dict[str, object]:
-        """The trace alone: hops up to the last answer with their owners, the silent rest
-        folded into a count (`path_evidence` adds what the ordinary probes saw)."""
-        last = self.last_answer
-        shown = self.hops[: last.ttl] if last is not None else ()
-        return {
-            "target": str(self.target),
-            "started": iso(self.started),
-            "duration_seconds": round(self.duration, 3),
-            "reached": self.reached,
-            "hops": [_hop_json(h, owners) for h in shown],
-            "silent_after": len(self.hops) - len(shown),
-            "max_hops": self.max_hops,
-            "error": self.error,
-        }
+
+def unreachable_note(code: int, v6: bool) -> str:
+    """traceroute(8)'s annotation of an ICMP destination-unreachable code ("!H", "!N", ...)."""
+    return (_NOTES6 if v6 else _NOTES4).get(code, f"!<{code}>")
 
 
-def _hop_json(h: Hop, owners: OwnerMap | None) -> dict[str, object]:
-    d: dict[str, object] = {"ttl": h.ttl, "address": h.address}
-    if h.address is not None:
-        d["rtt_ms"] = None if h.rtt is None else round(h.rtt * 1000, 3)
-        d["answer"] = h.kind
-        if h.note:
-            d["note"] = h.note
-        owner = owners.lookup(h.address) if owners is not None else None
-        d["owner"] = None if owner is None else owner.to_json()
-    return d
-
-
-def _who(address: str, owners: OwnerMap | None) -> str:
-    owner = owners.lookup(address) if owners is not None else None
-    return f"{owner.label} router {address}" if owner else f"{address} (owner unknown)"
-
-
-def path_evidence(
-    trace: Trace, owners: OwnerMap | None = None, seen: Sequence[Sighting] = ()
-) -> dict[str, object]:
-    """The `path` evidence of an event: the trace, the routers that answered unreachable to
-    the ordinary probes (`seen`, most recent first), the last answering hop and its owner, and
-    a sentence, e.g. `last answer: China Unicom AS4837 router 198.18.0.38 (hop 2, host
-    unreachable)`."""
-    doc = trace.to_json(owners)
-    last = trace.last_answer
-    traced = {h.address for h in trace.hops if h.address is not None}
-    beyond = [x for x in seen if x.address not in traced]
-    doc["unreachable_from"] = [x.to_json(owners) for x in seen]
-    last_doc: dict[str, object] | None = None
-    if last is not None and (last.ends_path or not beyond):
-        last_doc = dict(_hop_json(last, owners), source="traceroute")
-        if last.kind == REPLY:
-            summary = f"reached {trace.target} at hop {last.ttl}"
-        else:
-            why = _WHY.get(last.note, last.note) if last.kind == UNREACHABLE else "time exceeded"
-            silent = len(trace.hops) - last.ttl
-            tail = f"; {silent} hop{'s' if silent != 1 else ''} after it silent" if silent else ""
-            summary = (
-                f"last answer: {_who(last.address or '', owners)} (hop {last.ttl}, {why}{tail})"
-            )
-    elif beyond:
-        x = beyond[0]
-        owner = owners.lookup(x.address) if owners is not None else None
-        last_doc = {
-            "ttl": None,
-            "address": x.address,
-            "answer": UNREACHABLE,
-            "note": x.note,
-            "owner": None if owner is None else owner.to_json(),
-            "source": "probes",
-        }
-        why = _WHY.get(x.note, x.note)
-        traced_part = (
-            f"traceroute: hop {last.ttl} {last.address} answered, then silence"
-            if last is not None
-            else "traceroute: no hop answered"
-        )
-        summary = (
-            f"last answer: {_who(x.address, owners)} ({why} to {x.answers} probe"
-            f"{'s' if x.answers != 1 else ''} toward {x.block}; {traced_part})"
-        )
-    elif trace.error is not None:
-        summary = f"no answer: {trace.error}"
-    else:
-        summary = f"no hop answered (TTL 1-{len(trace.hops)} silent)"
-    doc["last_answer"] = last_doc
-    doc["summary"] = summary
-    return doc
-
-
-@dataclass(slots=True)
-class Sighting:
-    """A router that answered ICMP destination unreachable to ordinary probes of a block."""
-
-    address: str
-    block: str
-    answers: int
-    first: float
-    last: float
-    note: str
-
-    def to_json(self, owners: OwnerMap | None = None) -> dict[str, object]:
-        owner = owners.lookup(self.address) if owners is not None else None
-        return {
-            "address": self.address,
-            "block": self.block,
-            "answers": self.answers,
-            "first": iso(self.first),
-            "last": iso(self.last),
-            "note": self.note,
-            "owner": None if owner is None else owner.to_json(),
-        }
-
-
-class UnreachableRouters:
-    """Per entity, (router, block) -> the destination-unreachable answers ordinary ICMP probes
-    got: the passive half of path localisation. Bounded: `per_entity` entries each, the
-    least recently seen dropped first."""
-
-    def __init__(self, per_entity: int = 64) -> None:
-        self.per_entity = per_entity
-        self._seen: dict[str, dict[tuple[str, str], Sighting]] = {}
-
-    def observe(self, entity: str, result: ProbeResult) -> None:
-        """A probe result (cheap for everything but ICMP errors)."""
-        extra = result.extra
-        if result.ok or "from" not in extra:
-            return
-        offender, icmp_type = extra.get("from"), extra.get("icmp_type")
-        addr = target_address(result.target)
-        if not isinstance(offender, str) or not isinstance(icmp_type, int) or addr is None:
-            return
-        v6 = addr.version == 6
-        if icmp_type != (1 if v6 else 3):
-            return  # only "destination unreachable" says where the path ends
-        code = extra.get("icmp_code")
-        code = code if isinstance(code, int) else -1
-        block = str(block_of(addr))
-        per = self._seen.setdefault(entity, {})
-        t = result.started
-        x = per.get((offender, block))
-        if x is None:
-            if len(per) >= self.per_entity:
-                del per[min(per, key=lambda k: per[k].last)]
-            note = (_NOTES6 if v6 else _NOTES4).get(code, f"!<{code}>")
-            per[(offender, block)] = Sighting(offender, block, 1, t, t, note)
-        else:
-            x.answers += 1
-            x.first, x.last = min(x.first, t), max(x.last, t)
-
-    def sightings(
-        self, entity: str, nets: Iterable[IPNetwork], since: float = -math.inf
-    ) -> list[Sighting]:
-        """Routers that answered unreachable for blocks inside `nets` since `since`, most
-        recently seen first."""
-        wanted = list(nets)
-        out = [
-            x
-            for x in self._seen.get(entity, {}).values()
-            if x.last >= since and _inside(x.block, wanted)
-        ]
-        return sorted(out, key=lambda x: -x.last)
-
-    def retain(self, entities: Iterable[str]) -> None:
-        """Forget entities no longer configured."""
-        keep = set(entities)
-        for name in [n for n in self._seen if n not in keep]:
-            del self._seen[name]
-
-
-def _inside(block: str, nets: Sequence[IPNetwork]) -> bool:
-    net = ipaddress.ip_network(block)
-    return any(net.version == n.version and net.network_address in n for n in nets)
+def unreachable_reason(note: str) -> str:
+    """The words for an annotation: "!H" -> "host unreachable"."""
+    return _WHY.get(note, note)
 
 
 def _hop(ttl: int, result: ProbeResult, elapsed: float) -> Hop:
@@ -344,8 +132,7 @@ def _hop(ttl: int, result: ProbeResult, elapsed: float) -> Hop:
             return Hop(ttl, offender, elapsed, TIME_EXCEEDED)
         code = extra.get("icmp_code")
         code = code if isinstance(code, int) else -1
-        note = (_NOTES6 if v6 else _NOTES4).get(code, f"!<{code}>")
-        return Hop(ttl, offender, elapsed, UNREACHABLE, note)
+        return Hop(ttl, offender, elapsed, UNREACHABLE, unreachable_note(code, v6))
     return Hop(ttl)
 
 

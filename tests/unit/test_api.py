@@ -15,6 +15,7 @@ from pathlib import Path
 
 from monitor import config
 from monitor.daemon import Daemon
+from monitor.detect.evidence import Evidence
 from monitor.detect.model import EventKind, EventRecord, parse_time
 from monitor.events import EventStore
 
@@ -48,12 +49,18 @@ def seed(tmp: Path) -> None:
             START,
             START + 34200,
             {"phases": []},
-            {"failure_order": ["dns", "icmp"]},
+            Evidence.from_json({"failure_order": ["dns", "icmp"]}),
         )
     )
     store.save(
         EventRecord(
-            "old1", "star-jv", EventKind.WEB, START - 86400 * 400, START - 86400 * 400 + 60, {}, {}
+            "old1",
+            "star-jv",
+            EventKind.WEB,
+            START - 86400 * 400,
+            START - 86400 * 400 + 60,
+            {},
+            Evidence(),
         )
     )
     store.close()

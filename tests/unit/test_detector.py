@@ -307,7 +307,7 @@ def test_blackout_is_one_event_from_the_first_failed_probe() -> None:
     t_open = sim.log.first_open()[0]
     assert t_open - at(600) <= 40
     assert at(1200) <= closed.end <= at(1205)  # type: ignore[operator]
-    ev = closed.evidence
+    ev = closed.evidence.to_json()
     assert ev["failure_order"][0] in {"icmp", "tcp", "http", "dns"}
     first = min(ev["kinds"][k]["first_failed"]["time"] for k in ev["failure_order"])
     assert first == iso(opened.start)
@@ -341,7 +341,7 @@ def test_dns_first_then_everything_is_one_escalating_event() -> None:
     ]
     assert closed.kind is EventKind.BLACKOUT and closed.start == opened.start
     assert phases(closed) == ["dns", "blackout", "dns"]
-    assert closed.evidence["failure_order"][0] == "dns"
+    assert closed.evidence.to_json()["failure_order"][0] == "dns"
     assert at(1500) <= closed.end <= at(1531)  # type: ignore[operator]  # DNS answered again
 
 
@@ -351,11 +351,11 @@ def test_web_only_outage_with_the_network_up() -> None:
     opened, closed = one_event(sim.log)
     assert opened.kind is EventKind.WEB and at(600) <= opened.start <= at(631)
     assert (State.PARTIAL) in [s for _, s in sim.log.states()]
-    kinds = closed.evidence["kinds"]
+    kinds = closed.evidence.to_json()["kinds"]
     assert kinds["http"]["first_failed"]["reason"] == "refused"
     assert kinds["icmp"]["first_failed"] is None
-    assert closed.evidence["failure_order"] == ["http"]
-    assert len(closed.evidence["targets_down"]["http"]) == 5
+    assert closed.evidence.to_json()["failure_order"] == ["http"]
+    assert len(closed.evidence.to_json()["targets_down"]["http"]) == 5
     assert at(1500) <= closed.end <= at(1531)  # type: ignore[operator]
     flips = [c for _, c in sim.log.changes if isinstance(c, TargetChanged)]
     assert {c.target.kind for c in flips} == {Kind.HTTP}
@@ -367,7 +367,7 @@ def test_one_block_lost_is_a_partial_event() -> None:
     sim = run(w, 1800)
     opened, closed = one_event(sim.log)
     assert opened.kind is EventKind.PARTIAL and at(600) <= opened.start <= at(612)
-    assert [b["block"] for b in closed.evidence["blocks"]] == ["198.18.177.0/24"]
+    assert [b["block"] for b in closed.evidence.to_json()["blocks"]] == ["198.18.177.0/24"]
     assert State.PARTIAL in [s for _, s in sim.log.states()]
     assert State.DOWN not in [s for _, s in sim.log.states()]
 
@@ -435,7 +435,7 @@ def test_vantage_cut_during_a_blackout_keeps_the_event_open() -> None:
     t_closed = next(t for t, c in sim.log.changes if isinstance(c, EventClosed))
     assert t_closed > at(1500)
     assert at(1500) <= closed.end <= at(1505)  # type: ignore[operator]
-    blind = closed.evidence["vantage_blind"]
+    blind = closed.evidence.to_json()["vantage_blind"]
     # The blind interval begins with the last control probe that was answered.
     assert len(blind) == 1 and iso(at(790)) <= blind[0]["start"] <= iso(at(800))
     assert [s for _, s in sim.log.states()] == [
@@ -453,7 +453,7 @@ def test_blackout_ending_while_blind_ends_at_the_first_answer_seen() -> None:
     sim = run(w, 1500)
     _, closed = one_event(sim.log)
     assert at(1100) <= closed.end <= at(1110)  # type: ignore[operator]
-    assert closed.evidence["vantage_blind"][0]["end"] is not None
+    assert closed.evidence.to_json()["vantage_blind"][0]["end"] is not None
 
 
 def test_issue_waits_for_a_control_answer_sent_after_it() -> None:
@@ -507,7 +507,7 @@ def test_resume_continues_an_open_event_and_closes_it_once() -> None:
     (closed,) = sim.log.closed()
     assert closed.id == stored.id and closed.start == stored.start
     assert at(1200) <= closed.end <= at(1205)  # type: ignore[operator]
-    assert closed.evidence["resumed_at"] == [iso(at(760))]
+    assert closed.evidence.to_json()["resumed_at"] == [iso(at(760))]
 
 
 def test_resume_when_recovered_during_the_downtime_closes_at_the_first_answer() -> None:
@@ -650,5 +650,5 @@ def test_event_records_round_trip_through_resume() -> None:
     (again,) = det.open_events()
     assert again.id == stored.id and again.kind is stored.kind and again.start == stored.start
     assert again.signals["phases"] == stored.signals["phases"]
-    assert again.evidence["resumed_at"] == [iso(at(900))]
-    assert dict(again.evidence, resumed_at=[]) == stored.evidence
+    assert again.evidence.to_json()["resumed_at"] == [iso(at(900))]
+    assert dict(again.evidence.to_json(), resumed_at=[]) == stored.evidence.to_json()

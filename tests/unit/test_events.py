@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from monitor.detect.detector import DetectionParams, Detector, EntitySpec
+from monitor.detect.evidence import Evidence
 from monitor.detect.model import (
     EventClosed,
     EventKind,
@@ -51,10 +52,14 @@ def event(
         start,
         end,
         {"phases": [{"kind": kind.value, "start": iso(start), "end": None}]},
-        {
-            "failure_order": ["icmp"],
-            "blocks": [{"block": "198.18.176.0/24", "first_failed": iso(start), "recovered": None}],
-        },
+        Evidence.from_json(
+            {
+                "failure_order": ["icmp"],
+                "blocks": [
+                    {"block": "198.18.176.0/24", "first_failed": iso(start), "recovered": None}
+                ],
+            }
+        ),
     )
 
 
@@ -122,7 +127,7 @@ def test_query_has_the_api_shape(tmp_path: Path) -> None:
         "end": "2023-11-14T22:14:50.500Z",
         "duration_seconds": 90.5,
         "signals": event().signals,
-        "evidence": event().evidence,
+        "evidence": event().evidence.to_json(),
     }
     assert b["end"] is None and b["duration_seconds"] == 60.0
     json.dumps([a, b])  # serialisable as is
@@ -171,7 +176,7 @@ def test_csv_json_and_table_rendering(tmp_path: Path) -> None:
         "evidence",
     ]
     assert rows[0]["end"] == "2023-11-14T23:15:25Z" and rows[1]["end"] == ""
-    assert json.loads(rows[0]["evidence"]) == event().evidence
+    assert json.loads(rows[0]["evidence"]) == event().evidence.to_json()
     table = render_table(events)
     assert "1h02m05s" in table and "(open)" in table
     assert render_table([]) == "no outage events\n"
@@ -272,7 +277,7 @@ def test_full_disk_does_not_lose_accepted_events(tiny_disk: Path) -> None:
     """Disk full: no exception, healthy False, the event pending; written once space returns."""
     store = EventStore(tiny_disk)
     store.save(event("before"))
-    big = replace(event("big"), evidence={"blob": "x" * 300_000})
+    big = replace(event("big"), evidence=Evidence(other={"blob": "x" * 300_000}))
     fill(tiny_disk / "filler")
     assert store.save(big) is False
     assert not store.healthy and store.last_error
@@ -315,11 +320,13 @@ def test_read_only_disk_does_not_lose_accepted_events(tiny_disk: Path) -> None:
 _WRITER = """
 import sys, time
 from monitor.events import EventStore
+from monitor.detect.evidence import Evidence
 from monitor.detect.model import EventRecord, EventKind
 store = EventStore(sys.argv[1])
 store.save(EventRecord("k9", "box", EventKind.BLACKOUT, {start}, None,
     {{"phases": [{{"kind": "blackout", "start": "{start_iso}", "end": None}}]}},
-    {{"blocks": [{{"block": "198.18.180.0/24", "first_failed": "{start_iso}", "recovered": None}}]}}))
+    Evidence.from_json({{"blocks": [{{"block": "198.18.180.0/24", "first_failed": "{start_iso}",
+                                      "recovered": None}}]}})))
 print("saved", flush=True)
 time.sleep(60)
 """

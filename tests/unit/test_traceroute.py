@@ -14,24 +14,27 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import pytest
 
+from monitor.detect.evidence import Evidence
 from monitor.detect.model import EventKind, EventRecord
+from monitor.detect.path import OwnerMap, Sighting, UnreachableRouters, path_evidence
 from monitor.probes.base import IcmpTarget, IPAddress, Kind, ProbeResult, Reason, Target, TcpTarget
 from monitor.probes.icmp import IcmpProber
-from monitor.probes.traceroute import (
-    Hop,
-    OwnerMap,
-    Trace,
-    UnreachableRouters,
-    path_evidence,
-    traceroute,
-)
+from monitor.probes.traceroute import Hop, Trace, traceroute
 from monitor.scheduler import Scheduler
 from tests.netns_util import ip, netns_unavailable, run_in_netns, sysctl
+
+
+def path_doc(
+    trace: Trace, owners: OwnerMap | None = None, seen: Sequence[Sighting] = ()
+) -> dict[str, Any]:
+    """The JSON form of the `path` evidence (what the API and the event log hold)."""
+    return path_evidence(trace, owners, seen).to_json()
+
 
 CORE, UNICOM, BORDER = "198.18.0.1", "198.18.0.38", "198.18.0.130"
 DST = "198.18.176.15"
@@ -127,7 +130,7 @@ def test_silent_hop_then_reply_is_reached() -> None:
     trace = run(traceroute(eng, DST, timeout=0.2))
     assert [h.address for h in trace.hops] == [CORE, None, DST]
     assert trace.reached and trace.hops[1] == Hop(2)
-    assert path_evidence(trace, OWNERS)["summary"] == f"reached {DST} at hop 3"
+    assert path_doc(trace, OWNERS)["summary"] == f"reached {DST} at hop 3"
 
 
 def test_all_silent_probes_every_ttl_and_reports_no_answer() -> None:
@@ -136,7 +139,7 @@ def test_all_silent_probes_every_ttl_and_reports_no_answer() -> None:
     trace = run(traceroute(eng, DST, max_hops=16, parallel=8, timeout=0.05))
     assert sorted(eng.sent) == list(range(1, 17)) and len(trace.hops) == 16
     assert trace.last_answer is None
-    doc = path_evidence(trace, OWNERS)
+    doc = path_doc(trace, OWNERS)
     assert doc["hops"] == [] and doc["silent_after"] == 16 and doc["last_answer"] is None
     assert doc["summary"] == "no hop answered (TTL 1-16 silent)"
 
@@ -147,7 +150,7 @@ def test_local_send_failure_ends_the_trace_without_raising() -> None:
     trace = run(traceroute(eng, DST, parallel=1, timeout=0.2))
     assert trace.error == "sendto: EHOSTUNREACH (No route to host)"
     assert trace.hops == (Hop(1),)
-    assert path_evidence(trace)["summary"] == "no answer: sendto: EHOSTUNREACH (No route to host)"
+    assert path_doc(trace)["summary"] == "no answer: sendto: EHOSTUNREACH (No route to host)"
 
 
 def test_every_probe_waits_for_the_budget_and_the_window_holds() -> None:
@@ -298,7 +301,7 @@ def test_rate_limited_router_is_named_from_the_ordinary_probes() -> None:
     log = UnreachableRouters()
     for t in (1001.0, 1002.0, 1003.0):
         log.observe("star-jv", unreachable(DST, UNICOM, started=t))
-    doc = path_evidence(
+    doc = path_doc(
         trace, OWNERS, log.sightings("star-jv", [ipaddress.ip_network("198.18.176.0/24")])
     )
     assert doc["last_answer"] == {
@@ -331,7 +334,7 @@ def test_traced_end_of_path_wins_and_known_hops_are_not_beyond() -> None:
     log = UnreachableRouters()
     log.observe("star-jv", unreachable("198.18.177.10", "198.18.0.99"))
     seen = log.sightings("star-jv", [ipaddress.ip_network("198.18.177.0/24")])
-    doc = path_evidence(ended, OWNERS, seen)
+    doc = path_doc(ended, OWNERS, seen)
     last = doc["last_answer"]
     assert isinstance(last, dict) and last["source"] == "traceroute" and last["ttl"] == 2
     assert (
@@ -343,7 +346,7 @@ def test_traced_end_of_path_wins_and_known_hops_are_not_beyond() -> None:
     silent = Trace(ended.target, 1000.0, 0.5, (Hop(1, CORE, 0.0001, "time_exceeded"), Hop(2)), 16)
     log2 = UnreachableRouters()
     log2.observe("star-jv", unreachable("198.18.177.10", CORE))
-    doc2 = path_evidence(
+    doc2 = path_doc(
         silent, OWNERS, log2.sightings("star-jv", [ipaddress.ip_network("198.18.177.0/24")])
     )
     assert (
@@ -365,7 +368,7 @@ def test_path_evidence_document_shape() -> None:
         ),
         16,
     )
-    assert path_evidence(trace, OWNERS) == {
+    assert path_doc(trace, OWNERS) == {
         "target": "198.18.177.10",
         "started": "2025-11-22T01:00:00Z",
         "duration_seconds": 0.012,
@@ -404,9 +407,9 @@ def test_path_evidence_document_shape() -> None:
 
 
 def test_daemon_traces_toward_a_target_in_a_block_still_down() -> None:
-    """The daemon traces toward an ICMP target in a block still down (the first failed)."""
+    """The path tracer aims at an ICMP target in a block still down (the first failed)."""
     from monitor import config
-    from monitor.daemon import _trace_target
+    from monitor.pathtrace import trace_target
 
     cfg = config.parse(
         "entities:\n  - name: e\n    prefixes: [198.18.176.0/22]\n"
@@ -415,21 +418,21 @@ def test_daemon_traces_toward_a_target_in_a_block_still_down() -> None:
     )
 
     def event(blocks: list[dict[str, Any]], first: str | None) -> EventRecord:
-        kinds = {"icmp": {"first_failed": {"target": first}}} if first else {}
-        return EventRecord(
-            "x", "e", EventKind.PARTIAL, 0.0, None, {}, {"blocks": blocks, "kinds": kinds}
-        )
+        failed = {"target": first, "time": "2025-01-01T00:00:00Z"}
+        kinds = {"icmp": {"first_failed": failed}} if first else {}
+        evidence = Evidence.from_json({"blocks": blocks, "kinds": kinds})
+        return EventRecord("x", "e", EventKind.PARTIAL, 0.0, None, {}, evidence)
 
     down177 = [
         {"block": "198.18.177.0/24", "recovered": None},
         {"block": "198.18.176.0/24", "recovered": "2025-01-01T00:00:00Z"},
     ]
-    got = _trace_target(cfg, event(down177, "198.18.177.10"))
+    got = trace_target(cfg, event(down177, "198.18.177.10"))
     assert got is not None and str(got[0]) == "198.18.177.10"
     assert [str(n) for n in got[1]] == ["198.18.177.0/24"]
-    got = _trace_target(cfg, event(down177, "198.18.176.1"))  # recovered block: not it
+    got = trace_target(cfg, event(down177, "198.18.176.1"))  # recovered block: not it
     assert got is not None and str(got[0]) == "198.18.177.1"
-    got = _trace_target(cfg, event([], None))
+    got = trace_target(cfg, event([], None))
     assert got is not None and str(got[0]) == "198.18.176.1"
     assert [str(n) for n in got[1]] == ["198.18.176.0/22"]
 

@@ -1,0 +1,67 @@
+"""The log lines of the detector's changes (a consumer of the daemon's fan-out): state changes
+at INFO, outages and the vantage at WARNING, as structlog JSON for journald."""
+
+from __future__ import annotations
+
+import structlog
+
+from monitor.detect.model import (
+    Change,
+    EventClosed,
+    EventOpened,
+    EventUpdated,
+    StateChanged,
+    TargetChanged,
+    VantageChanged,
+    iso_or_none,
+)
+
+log = structlog.get_logger("monitor.daemon")
+
+
+def log_change(c: Change) -> None:
+    if isinstance(c, TargetChanged):
+        log.info(
+            "target up" if c.up else "target down",
+            entity=c.entity,
+            kind=c.target.kind.value,
+            target=c.target.key,
+        )
+    elif isinstance(c, StateChanged):
+        log.info(
+            "entity state",
+            entity=c.entity,
+            old=c.old.value,
+            new=c.new.value,
+            since=iso_or_none(c.since),
+        )
+    elif isinstance(c, VantageChanged):
+        log.warning("vantage healthy" if c.healthy else "vantage offline: controls fail")
+    elif isinstance(c, EventOpened):
+        ev = c.event
+        log.warning(
+            "outage opened",
+            entity=ev.entity,
+            kind=ev.kind.value,
+            id=ev.id,
+            start=iso_or_none(ev.start),
+        )
+    elif isinstance(c, EventUpdated) and c.escalated:
+        ev = c.event
+        log.warning(
+            "outage escalated",
+            entity=ev.entity,
+            kind=ev.kind.value,
+            previous=c.previous_kind.value,
+            id=ev.id,
+        )
+    elif isinstance(c, EventClosed):
+        ev = c.event
+        log.info(
+            "outage closed",
+            entity=ev.entity,
+            kind=ev.kind.value,
+            id=ev.id,
+            start=iso_or_none(ev.start),
+            end=iso_or_none(ev.end),
+        )
