@@ -1,6 +1,7 @@
-"""BGP visibility: RIS Live parsing, the pure Visibility state, and the websocket client.
+"""The RIS Live websocket client (monitor/bgp/client.py) against `RisLiveServer` on 127.0.0.1
+(port 0), started by the test: subscriptions, storms, junk, reconnects, pings, snapshots, and a
+frame handler that never raises.
 
-The client tests talk only to `RisLiveServer` on 127.0.0.1 (port 0), started by the test.
 Prefixes are 198.18.0.0/15 stand-ins for DPRK's 175.45.176.0/22 and its four /24s.
 """
 
@@ -17,22 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.bgp import (
-    MessageError,
-    PeerState,
     RisLiveClient,
-    SeedRoute,
-    Update,
     Visibility,
     backoff_delay,
     client_url,
-    normalise_host,
-    parse_prefix,
-    parse_ris_message,
-    parse_snapshot,
 )
 from tests.unit.rislive_server import (
     RisLiveServer,
-    fixture_text,
     peer_state,
     ris_error,
     update,
@@ -45,10 +37,6 @@ T0 = 1_700_000_000.0
 NOW = T0 + 100.0  # the client's clock in the websocket tests
 
 
-def key(peer: str, host: str = "rrc00") -> tuple[str, str]:
-    return (host, peer)
-
-
 async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     """Wait until cond() holds, polling; fail the test after `timeout` seconds."""
     loop = asyncio.get_running_loop()
@@ -57,301 +45,6 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.005)
-
-
-# --- parsing the real samples ---------------------------------------------------------------
-
-
-def test_fixture_rrc10_announcement_parses() -> None:
-    """The real rrc10 UPDATE: peer, string peer_asn, origin, prefixes deduped over next hops."""
-    doc = json.loads(fixture_text("ris_live_update_announce_rrc10.json"))
-    msg = parse_ris_message(doc["data"])
-    assert isinstance(msg, Update)
-    assert msg.peer == ("rrc10", "2001:7f8:b:100:1d1:a520:1333:74")
-    assert msg.peer_asn == 201333
-    assert msg.time == 1636245154.8
-    assert msg.path == (201333, 6762, 174, 20473)
-    assert msg.origin == 20473
-    assert [str(p) for p in msg.announced] == [
-        "2a0e:97c7::/48",
-        "2a0e:97c6:fe::/48",
-        "2a10:cc42:17b7::/48",
-        "2a10:cc42:1feb::/48",
-    ]
-    assert msg.withdrawn == ()
-
-
-def test_fixture_rrc20_announcement_parses() -> None:
-    """The real rrc20 IPv6 UPDATE parses to one prefix with its origin AS."""
-    doc = json.loads(fixture_text("ris_live_update_announce_rrc20_ipv6.json"))
-    msg = parse_ris_message(doc["data"])
-    assert isinstance(msg, Update)
-    assert msg.peer == ("rrc20", "2001:7f8:24::82")
-    assert [str(p) for p in msg.announced] == ["2602:fd9e:f00::/40"]
-    assert msg.origin == 397666
-
-
-def test_fixture_rrc25_withdrawal_parses() -> None:
-    """The real rrc25 withdrawal: `rrc25.ripe.net` -> rrc25, expanded prefix normalised, no origin."""
-    doc = json.loads(fixture_text("ris_live_update_withdraw_rrc25.json"))
-    msg = parse_ris_message(doc["data"])
-    assert isinstance(msg, Update)
-    assert msg.peer == ("rrc25", "2606:6dc0:1301::1")
-    assert [str(p) for p in msg.withdrawn] == ["2605:de00:bb::/48"]
-    assert msg.announced == () and msg.path == () and msg.origin is None
-
-
-def test_fixture_other_message_types_parse() -> None:
-    """Manual samples: UPDATE applies, KEEPALIVE/OPEN/NOTIFICATION carry no state, peer state."""
-    lines = fixture_text("ris_live_other_message_types.jsonl").splitlines()
-    got = [parse_ris_message(json.loads(line)) for line in lines]
-    upd, keepalive, open_, notification, state = got
-    assert isinstance(upd, Update)
-    assert upd.peer == ("rrc21", "192.0.2.0") and upd.origin == 4
-    assert [str(p) for p in upd.announced] == ["192.0.3.0/24"]
-    assert keepalive is None and open_ is None and notification is None
-    assert state == PeerState(1568365292.84, ("rrc00", "192.0.2.1"), "connected")
-
-
-def test_fixtures_drive_visibility() -> None:
-    """Feeding the real samples into Visibility: the announcement is seen, the withdrawal is not."""
-    vis = Visibility(["2a0e:97c7::/32", "2605:de00::/32"], recent=None)
-    for name in ("ris_live_update_announce_rrc10.json", "ris_live_update_withdraw_rrc25.json"):
-        msg = parse_ris_message(json.loads(fixture_text(name))["data"])
-        assert msg is not None
-        vis.apply(msg)
-    assert vis.ratio("2a0e:97c7::/32", 1636245200.0) == 1.0
-    assert vis.ratio("2605:de00::/32", 1740561900.0) == 0.0
-
-
-def test_parse_rejects_unusable_data_with_category() -> None:
-    """Missing or mistyped fields raise MessageError naming the junk category."""
-    cases: list[tuple[Any, str]] = [
-        (None, "missing_field"),
-        ([], "bad_field"),
-        ({"type": "UPDATE"}, "missing_field"),
-        ({"type": "FOO"}, "unknown_type"),
-        ({"type": "UPDATE", "timestamp": "x", "peer": "192.0.2.1", "host": "rrc00"}, "bad_field"),
-        ({"type": "UPDATE", "timestamp": 1.0, "peer": "nope", "host": "rrc00"}, "bad_field"),
-        ({"type": "UPDATE", "timestamp": 10**400, "peer": "192.0.2.1", "host": "r"}, "bad_field"),
-        (
-            {"type": "UPDATE", "timestamp": float("inf"), "peer": "192.0.2.1", "host": "r"},
-            "bad_field",
-        ),
-        (
-            {
-                "type": "UPDATE",
-                "timestamp": 1.0,
-                "peer": "192.0.2.1",
-                "host": "r",
-                "withdrawals": 3,
-            },
-            "bad_field",
-        ),
-    ]
-    for data, category in cases:
-        with pytest.raises(MessageError) as exc:
-            parse_ris_message(data)
-        assert exc.value.category == category, data
-
-
-def test_host_and_prefix_normalisation() -> None:
-    """Collector names and prefixes are normalised the same way whatever the source."""
-    assert normalise_host("rrc25.ripe.net") == "rrc25"
-    assert normalise_host("RRC00") == "rrc00"
-    assert normalise_host("0") == "rrc00"
-    assert str(parse_prefix("2605:de00:bb:0:0:0:0:0/48")) == "2605:de00:bb::/48"
-
-
-# --- Visibility (pure) ----------------------------------------------------------------------
-
-
-def test_ratio_is_none_when_no_peer_known() -> None:
-    """Before any route is heard of, the ratio is unknown (None), not 0."""
-    vis = Visibility([WATCHED])
-    assert vis.ratio(WATCHED, T0) is None
-    assert vis.withdrawal_time(WATCHED) is None
-
-
-def test_min_peers_keeps_ratio_unknown_on_thin_evidence() -> None:
-    """With min_peers, one peer's withdrawal at start-up is unknown, not "withdrawn"."""
-    vis = Visibility([WATCHED], min_peers=3)
-    vis.withdraw(key(PEERS[0]), SLASH24[0], T0)
-    assert vis.ratio(WATCHED, T0) is None and vis.withdrawal(WATCHED) is None
-    vis.announce(key(PEERS[1]), SLASH24[0], T0 + 1)
-    vis.announce(key(PEERS[2]), SLASH24[0], T0 + 2)
-    assert vis.ratio(WATCHED, T0 + 3) == pytest.approx(2 / 3)
-
-
-def test_announcements_and_withdrawals_in_one_update() -> None:
-    """One UPDATE withdrawing one /24 and announcing another applies both."""
-    vis = Visibility([WATCHED])
-    p = key(PEERS[0])
-    vis.announce(p, SLASH24[0], T0)
-    msg = parse_ris_message(
-        update(PEERS[0], announce=[SLASH24[1]], withdraw=[SLASH24[0]], ts=T0 + 1)["data"]
-    )
-    assert isinstance(msg, Update)
-    vis.apply(msg)
-    route0, route1 = vis.route(p, SLASH24[0]), vis.route(p, SLASH24[1])
-    assert route0 is not None and not route0.announced and route0.since == T0 + 1
-    assert route1 is not None and route1.announced
-    assert vis.ratio(WATCHED, T0 + 2) == 1.0  # the peer still has a route into the /22
-
-
-def test_as_set_origin_recorded_as_set() -> None:
-    """A path ending in an AS-set (nested list) records the set as the origin."""
-    vis = Visibility([WATCHED])
-    msg = parse_ris_message(
-        update(PEERS[0], announce=[SLASH24[0]], path=[64500, 4837, [131279, 64496]])["data"]
-    )
-    assert isinstance(msg, Update) and msg.origin == frozenset({131279, 64496})
-    vis.apply(msg)
-    assert vis.origins(WATCHED) == {frozenset({131279, 64496}): 1}
-
-
-def test_prefix_maps_to_every_containing_watched_prefix() -> None:
-    """A /24 counts for the watched /22 and a watched /24 alike; outside prefixes are ignored."""
-    vis = Visibility([WATCHED, SLASH24[2]])
-    touched = vis.announce(key(PEERS[0]), SLASH24[2], T0)
-    assert {str(w) for w in touched} == {WATCHED, SLASH24[2]}
-    assert {str(w) for w in vis.announce(key(PEERS[1]), SLASH24[0], T0)} == {WATCHED}
-    assert vis.announce(key(PEERS[2]), "203.0.113.0/24", T0) == set()
-    assert vis.ratio(SLASH24[2], T0) == 1.0
-    assert vis.counts(WATCHED, T0) == (2, 2, 2)
-    assert [str(s) for s in vis.subscriptions()] == [WATCHED]
-
-
-def test_recent_window_ages_out_old_withdrawals() -> None:
-    """Peers that withdrew longer than `recent` ago leave the denominator; all gone -> 0.0."""
-    vis = Visibility([WATCHED], recent=3600.0)
-    vis.announce(key(PEERS[0]), SLASH24[0], T0)
-    vis.announce(key(PEERS[1]), SLASH24[0], T0)
-    vis.withdraw(key(PEERS[1]), SLASH24[0], T0 + 10)
-    assert vis.ratio(WATCHED, T0 + 20) == 0.5
-    assert vis.ratio(WATCHED, T0 + 4000) == 1.0  # PEERS[1] aged out
-    vis.withdraw(key(PEERS[0]), SLASH24[0], T0 + 4000)
-    assert vis.ratio(WATCHED, T0 + 9000) == 0.0  # known peers, none recent: still "down"
-
-
-def test_peer_session_down_removes_peer_from_both_counts() -> None:
-    """RIS_PEER_STATE down forgets the peer: not a withdrawal, out of numerator and denominator."""
-    vis = Visibility([WATCHED])
-    for p in PEERS[:3]:
-        vis.announce(key(p), SLASH24[0], T0)
-    vis.withdraw(key(PEERS[1]), SLASH24[0], T0 + 1)
-    assert vis.counts(WATCHED, T0 + 2) == (2, 3, 3)
-    vis.apply(PeerState(T0 + 3, key(PEERS[0]), "down"))
-    assert vis.counts(WATCHED, T0 + 4) == (1, 2, 2)
-    vis.apply(PeerState(T0 + 5, key(PEERS[2]), "connected"))  # not down: no change
-    assert vis.ratio(WATCHED, T0 + 6) == 0.5
-    assert vis.route(key(PEERS[0]), SLASH24[0]) is None
-
-
-def test_withdrawal_storm_sets_time_and_peer_count() -> None:
-    """All peers withdraw within seconds: ratio 0, episode starts at the threshold crossing."""
-    vis = Visibility([WATCHED], threshold=0.5)
-    for p in PEERS:
-        vis.apply(
-            Update(
-                T0, key(p), 64500, (64500, 131279), 131279, tuple(map(parse_prefix, SLASH24)), ()
-            )
-        )
-    assert vis.ratio(WATCHED, T0) == 1.0
-    for i, p in enumerate(PEERS):
-        vis.apply(
-            Update(
-                T0 + 10 + i * 0.5, key(p), 64500, (), None, (), tuple(map(parse_prefix, SLASH24))
-            )
-        )
-    assert vis.ratio(WATCHED, T0 + 20) == 0.0
-    ep = vis.withdrawal(WATCHED)
-    assert ep is not None
-    assert ep.time == T0 + 10 + 5 * 0.5  # the 6th of 10 withdrawals takes it below 0.5
-    assert ep.first == T0 + 10
-    assert ep.peers == 10
-    assert vis.withdrawal_time(WATCHED) == (T0 + 12.5, 10)
-    for p in PEERS[:6]:  # routes come back: the episode closes
-        vis.announce(key(p), SLASH24[0], T0 + 100)
-    assert vis.withdrawal_time(WATCHED) is None
-
-
-def test_partial_withdrawal_ratio_between_zero_and_one() -> None:
-    """Some peers drop the /24s (RPKI-style), others keep them: ratio strictly between 0 and 1."""
-    vis = Visibility([WATCHED])
-    for p in PEERS:
-        for s in SLASH24:
-            vis.announce(key(p), s, T0)
-    for p in PEERS[:7]:
-        vis.withdraw(key(p), SLASH24[1], T0 + 5)
-        vis.withdraw(key(p), SLASH24[2], T0 + 5)
-    assert vis.ratio(WATCHED, T0 + 10) == 1.0  # everyone still has .176 and .179
-    detail = vis.detail(WATCHED, T0 + 10)
-    assert [(d.prefix, d.seeing, d.recent) for d in detail.values()] == [
-        (SLASH24[0], 10, 10),
-        (SLASH24[1], 3, 10),
-        (SLASH24[2], 3, 10),
-        (SLASH24[3], 10, 10),
-    ]
-    for p in PEERS[:7]:
-        for s in (SLASH24[0], SLASH24[3]):
-            vis.withdraw(key(p), s, T0 + 6)
-    r = vis.ratio(WATCHED, T0 + 10)
-    assert r is not None and 0.0 < r < 1.0 and r == pytest.approx(0.3)
-    ep = vis.withdrawal(WATCHED)
-    assert ep is not None and ep.peers == 7 and ep.ratio == pytest.approx(0.3)
-
-
-def test_seed_never_overrides_live_state() -> None:
-    """A snapshot only fills in peers the live feed has not spoken about."""
-    vis = Visibility([WATCHED])
-    vis.withdraw(key(PEERS[0]), SLASH24[0], T0)
-    net = parse_prefix(SLASH24[0])
-    vis.seed(
-        [SeedRoute(key(PEERS[0]), net, (1, 131279)), SeedRoute(key(PEERS[1]), net, (2, 131279))],
-        T0 + 1,
-    )
-    assert vis.counts(WATCHED, T0 + 2) == (1, 2, 2)
-    assert vis.origins(WATCHED) == {131279: 1}
-
-
-def test_parse_snapshot_bgp_state_and_looking_glass() -> None:
-    """RIPEstat bgp-state (source_id) and looking-glass (rrcs/peers) shapes both parse."""
-    bgp_state = {
-        "data": {
-            "bgp_state": [
-                {
-                    "target_prefix": SLASH24[0],
-                    "path": [3333, 4837, 131279],
-                    "source_id": "00-192.0.2.1",
-                },
-                {"target_prefix": "junk", "path": [1], "source_id": "00-192.0.2.2"},
-                {"target_prefix": SLASH24[1], "path": [1, 131279], "source_id": "25-2001:db8::1"},
-            ]
-        }
-    }
-    got = parse_snapshot(bgp_state)
-    assert [(r.peer, str(r.prefix), r.path[-1]) for r in got] == [
-        (("rrc00", "192.0.2.1"), SLASH24[0], 131279),
-        (("rrc25", "2001:db8::1"), SLASH24[1], 131279),
-    ]
-    lg = {
-        "data": {
-            "rrcs": [
-                {
-                    "rrc": "RRC06",
-                    "peers": [
-                        {"peer": "192.0.2.9", "prefix": SLASH24[2], "as_path": "2497 4837 131279"}
-                    ],
-                }
-            ]
-        }
-    }
-    assert [(r.peer, r.path) for r in parse_snapshot(lg)] == [
-        (("rrc06", "192.0.2.9"), (2497, 4837, 131279))
-    ]
-    for junk in ("nonsense", {"data": None}, {"data": {"bgp_state": 5, "rrcs": "x"}}):
-        assert parse_snapshot(junk) == []
 
 
 def test_client_url_adds_client_name_once() -> None:
@@ -729,13 +422,6 @@ def test_handler_never_raises_on_arbitrary_bytes_or_text(payload: bytes | str) -
     client.handle_frame(payload)
     assert client.junk["internal_error"] == 0
     assert sum(client.junk.values()) + client.messages >= 1
-
-
-@_FUZZ
-@given(data=_json | st.fixed_dictionaries({"bgp_state": _json, "rrcs": _json}))
-def test_snapshot_parser_never_raises(data: Any) -> None:
-    """Any RIPEstat answer parses to a (possibly empty) list of routes, never an exception."""
-    assert isinstance(parse_snapshot({"data": data}), list)
 
 
 def test_handler_survives_deep_nesting() -> None:
