@@ -36,6 +36,7 @@ from monitor.fanout import FanOut
 from monitor.journal import log_change
 from monitor.metrics import CONTROLS, Metrics, configured_targets
 from monitor.pathtrace import PathTracer
+from monitor.probes import build_probers
 from monitor.probes.base import Kind, ProbeResult, Target
 from monitor.routing import RoutingWatch
 from monitor.scheduler import Scheduler
@@ -46,21 +47,6 @@ log = structlog.get_logger("monitor.daemon")
 TICK = 1.0  # seconds between detector ticks
 # The watchdog is fed only while ticks happen: a wedged ticker must not look alive.
 TICK_STALE = 10.0
-
-
-def build_probers() -> dict[Kind, Any]:
-    """One prober per protocol; imported here so that `check-config` stays light."""
-    from monitor.probes.dns import DnsProber
-    from monitor.probes.http import HttpProber
-    from monitor.probes.icmp import IcmpProber
-    from monitor.probes.tcp import TcpProber
-
-    return {
-        Kind.ICMP: IcmpProber(),
-        Kind.TCP: TcpProber(),
-        Kind.HTTP: HttpProber(),
-        Kind.DNS: DnsProber(),
-    }
 
 
 def schedule_entries(cfg: Config) -> Iterable[tuple[str, Target, bool]]:

@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass
 
 from monitor.config import Config
-from monitor.daemon import build_probers, schedule_entries
+from monitor.daemon import schedule_entries
+from monitor.probes import build_probers
 from monitor.probes.base import ProbeResult
 from monitor.scheduler import RoundCollector, Scheduler
 

@@ -9,6 +9,11 @@
   and must not eat the budget that protects them.
 - A failed probe is re-probed at once (up to `reprobes` times) ahead of scheduled work, so a
   single lost packet never counts as a failed round.
+- Failures are contained: a prober that raises (its `probe()`, or `start()` of a callback
+  prober) gives a failed result with reason `other` naming the exception, logged once per
+  target (WARNING with the traceback; silent until that target succeeds or is removed). The
+  job is freed, its round completes and it is probed again next round; a sink that raises is
+  logged the same way and the job is freed all the same.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
-from monitor.probes.base import Kind, ProbeResult, Target
+from monitor.probes.base import CallbackProber, Kind, Prober, ProbeResult, Reason, Target, now
 
 log = structlog.get_logger("monitor.scheduler")
 
@@ -142,7 +147,7 @@ class _Lane:
 class Scheduler:
     def __init__(
         self,
-        probers: Mapping[Kind, Any],
+        probers: Mapping[Kind, Prober],
         sink: ResultSink,
         interval: float,
         timeout: float,
@@ -152,6 +157,14 @@ class Scheduler:
         max_extra_pending: int = 1000,
     ) -> None:
         self._probers = probers
+        # The callback capability, found once here rather than per send.
+        self._callbacks: dict[Kind, CallbackProber] = {
+            k: p for k, p in probers.items() if isinstance(p, CallbackProber)
+        }
+        # Targets whose prober raised (or whose sink raised), logged already: silent until the
+        # target succeeds again or is removed, so a bug hitting every round logs once, not forever.
+        self._raised: set[tuple[str, Target]] = set()
+        self._sink_raised: set[tuple[str, Target]] = set()  # the same for the sink, until removed
         self._sink = sink
         self.interval = interval
         self.timeout = timeout
@@ -189,6 +202,8 @@ class Scheduler:
         for gone in old.values():
             if gone is not None:
                 gone.removed = True
+                self._raised.discard((gone.entity, gone.target))
+                self._sink_raised.discard((gone.entity, gone.target))
         self.interval, self.timeout, self.reprobes, self.splay = interval, timeout, reprobes, splay
         if max_rate != self.max_rate:
             self._entities.limiter = RateLimiter(max_rate)
@@ -297,7 +312,9 @@ class Scheduler:
             self._send(_Send(job, job.entity, job.target, job.control))
 
     def _send(self, send: _Send) -> None:
-        prober = self._probers.get(send.target.kind)
+        target = send.target
+        kind = target.kind
+        prober = self._probers.get(kind)
         if prober is None:
             return
         if send.job is not None:
@@ -306,25 +323,56 @@ class Scheduler:
         def done(result: ProbeResult) -> None:
             self._on_result(send, result)
 
-        submit = getattr(prober, "submit", None)
-        if submit is not None:
-            # ICMP: callback API, no task per probe.
-            submit(send.target.address, self.timeout, done, target=send.target)  # type: ignore[union-attr]
+        fast = self._callbacks.get(kind)
+        if fast is not None:
+            # Callback API (ICMP): no task per probe.
+            try:
+                fast.start(target, self.timeout, done)
+            except Exception as exc:
+                # Delivered on the next loop step, like any other result: the dispatcher is
+                # walking its queues right now and must not re-enter them.
+                result = self._raised_result(send, exc)
+                asyncio.get_running_loop().call_soon(done, result)
             return
         task = asyncio.get_running_loop().create_task(self._run_probe(prober, send, done))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run_probe(
-        self, prober: Any, send: _Send, done: Callable[[ProbeResult], None]
+        self, prober: Prober, send: _Send, done: Callable[[ProbeResult], None]
     ) -> None:
-        result: ProbeResult = await prober.probe(send.target, self.timeout)
+        try:
+            result = await prober.probe(send.target, self.timeout)
+        except Exception as exc:  # CancelledError is not an Exception: close() still cancels
+            result = self._raised_result(send, exc)
         done(result)
 
+    def _raised_result(self, send: _Send, exc: Exception) -> ProbeResult:
+        """A failed probe standing for a prober's exception; logged once per target."""
+        key = (send.entity, send.target)
+        if key not in self._raised:
+            self._raised.add(key)
+            log.warning(
+                "probe_raised",
+                entity=send.entity,
+                kind=str(send.target.kind),
+                target=send.target.key,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
+        detail = f"prober raised {type(exc).__name__}: {exc}"
+        if len(detail) > 300:
+            detail = detail[:299] + "…"
+        return ProbeResult.failure(send.target, now(), Reason.OTHER, detail)
+
     def _on_result(self, send: _Send, result: ProbeResult) -> None:
-        sink = self._sink
-        sink.on_result(send.entity, result, send.control)
         job = send.job
+        if result.ok:
+            self._raised.discard((send.entity, send.target))
+        try:
+            self._sink.on_result(send.entity, result, send.control)
+        except Exception as exc:
+            self._sink_failed(send, exc)
         if job is None:
             self._extra_pending -= 1
             return
@@ -336,7 +384,24 @@ class Scheduler:
             self._kick()
             return
         job.busy = False
-        sink.on_round(job.entity, job.target, job.round_ok, job.control)
+        try:
+            self._sink.on_round(job.entity, job.target, job.round_ok, job.control)
+        except Exception as exc:
+            self._sink_failed(send, exc)
+
+    def _sink_failed(self, send: _Send, exc: Exception) -> None:
+        # A bug downstream (metrics, detection) must not leave the job busy forever.
+        key = (send.entity, send.target)
+        if key not in self._sink_raised:
+            self._sink_raised.add(key)
+            log.error(
+                "result_sink_raised",
+                entity=send.entity,
+                kind=str(send.target.kind),
+                target=send.target.key,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc,
+            )
 
     async def close(self) -> None:
         for task in list(self._tasks):

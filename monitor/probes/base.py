@@ -1,8 +1,15 @@
-"""What every prober shares: the target types, the result type and the prober signature.
+"""What every prober shares: the target types, the result type and the prober signatures.
 
 Probers never raise for network outcomes: a timeout, a refusal or a garbage answer is a
 `ProbeResult` with `ok=False` and one of the fixed `Reason`s (the `reason` label of
-`probe_failures_total`). They raise only for programming errors.
+`probe_failures_total`). They raise only for programming errors, and the scheduler contains
+even those: a probe that raises is a failed probe with reason `other` (see scheduler.py).
+
+Two signatures:
+- `Prober`: `await probe(target, timeout)`, one coroutine per probe. Every prober has it.
+- `CallbackProber`: additionally `start(target, timeout, callback)`, which sends at once and
+  calls `callback(result)` later on the loop, exactly once, with no task per probe. The ICMP
+  engine has it (tens of thousands of probes per second); the scheduler uses it when present.
 """
 
 from __future__ import annotations
@@ -10,9 +17,9 @@ from __future__ import annotations
 import enum
 import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol, runtime_checkable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -145,12 +152,32 @@ def now() -> float:
     return time.time()
 
 
-T_contra = TypeVar("T_contra", contravariant=True)
+def wrong_kind(target: Target, expected: Kind) -> ProbeResult:
+    """The result of handing a prober a target of another kind (a wiring bug, contained)."""
+    detail = f"a {target.kind} target was given to the {expected} prober"
+    return ProbeResult.failure(target, now(), Reason.OTHER, detail)
 
 
-class Prober(Protocol[T_contra]):
-    """The one signature every protocol module implements."""
+ResultCallback = Callable[[ProbeResult], None]
 
-    async def probe(self, target: T_contra, timeout: float) -> ProbeResult: ...
+
+class Prober(Protocol):
+    """The one signature every protocol module implements.
+
+    `probe` takes any `Target` so that one mapping `Kind -> Prober` can be typed without `Any`;
+    a prober given a target of another kind returns `wrong_kind(...)` rather than raising.
+    """
+
+    async def probe(self, target: Target, timeout: float) -> ProbeResult: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class CallbackProber(Prober, Protocol):
+    """A prober with a callback path: no task, future or timer per probe (the ICMP engine)."""
+
+    def start(self, target: Target, timeout: float, callback: ResultCallback) -> None:
+        """Send one probe; `callback(result)` runs later on the running loop, exactly once
+        (never from inside `start` itself). Raises only for programming errors."""
+        ...

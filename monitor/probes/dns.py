@@ -37,7 +37,7 @@ import dns.rcode
 import dns.rdatatype
 from dns.rdtypes.ANY.SOA import SOA
 
-from monitor.probes.base import DnsTarget, ProbeResult, Reason, now
+from monitor.probes.base import DnsTarget, Kind, ProbeResult, Reason, Target, now, wrong_kind
 from monitor.probes.tcp import classify_oserror
 
 
@@ -74,7 +74,9 @@ class DnsProber:
     def __init__(self) -> None:
         self._backend = dns.asyncbackend.get_backend("asyncio")  # skip sniffio on every query
 
-    async def probe(self, target: DnsTarget, timeout: float) -> ProbeResult:
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        if not isinstance(target, DnsTarget):
+            return wrong_kind(target, Kind.DNS)
         # Bad names/types/rcodes are configuration errors, validated in config.py: these raise.
         q = dns.message.make_query(dns.name.from_text(target.name), target.type)
         expect = dns.rcode.from_text(target.expect_rcode)

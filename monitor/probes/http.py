@@ -32,7 +32,16 @@ from yarl import URL
 
 from monitor import __version__
 from monitor.probes import certtime
-from monitor.probes.base import HttpTarget, IPAddress, ProbeResult, Reason, now
+from monitor.probes.base import (
+    HttpTarget,
+    IPAddress,
+    Kind,
+    ProbeResult,
+    Reason,
+    Target,
+    now,
+    wrong_kind,
+)
 from monitor.probes.tcp import classify_oserror, connect_timeout
 
 MAX_REDIRECTS = 5
@@ -141,7 +150,9 @@ class HttpProber:
             self._ssl_contexts[key] = ctx
         return ctx
 
-    async def probe(self, target: HttpTarget, timeout: float) -> ProbeResult:
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        if not isinstance(target, HttpTarget):
+            return wrong_kind(target, Kind.HTTP)
         started = now()
         t0 = time.perf_counter()
         try:

@@ -19,6 +19,25 @@ Sockets (chosen per address family, lazily, on the first probe of that family):
 
 Probes never raise for network outcomes: a send error, an ICMP error or silence is a failed
 `ProbeResult`. Callbacks are never called from inside `submit()` itself.
+
+What a third party (a monitored host, or anyone who can send us packets) must not be able to
+do is fail our probes, above all the control probes that decide whether our vantage is
+healthy: forged errors would blind detection. So nothing is believed unless it names a live
+probe with values an outsider cannot guess:
+- the echo identifier is random per process (raw sockets). On ping sockets the kernel owns it
+  (the socket's bound "port": we ask for the same random value, else it picks a free one) and
+  delivers to us only replies and errors quoting it, so there it is as guessable as the
+  kernel's choice; the sequence and the token below are ours in both modes;
+- sequence numbers run per destination from a random start, so the sequences a monitored host
+  sees tell it nothing about those of probes to any other address;
+- every request carries a random 8-byte token. An echo reply counts only when its identifier,
+  sequence and source match a live probe to that source and it echoes the token (RFC 792
+  replies echo the whole payload, so a reply without it is not ours);
+- an ICMP error counts only when it quotes a live probe: the identifier, the sequence and the
+  quoted packet's destination must be those of a probe in flight to that very address, and
+  whatever of the token the error quotes must match. Routers that quote just the 8-byte ICMP
+  header (RFC 792's minimum; RFC 1812 routers and Linux quote far more) leave only the
+  identifier and the per-destination sequence to check. Anything else is ignored and counted.
 """
 
 from __future__ import annotations
@@ -38,7 +57,16 @@ from typing import Final, Literal
 
 import structlog
 
-from monitor.probes.base import IcmpTarget, IPAddress, ProbeResult, Reason
+from monitor.probes.base import (
+    IcmpTarget,
+    IPAddress,
+    Kind,
+    ProbeResult,
+    Reason,
+    ResultCallback,
+    Target,
+    wrong_kind,
+)
 
 __all__ = ["IcmpProber", "Mode"]
 
@@ -142,8 +170,17 @@ class IcmpProber:
 
     Counters (read by metrics.py): `sent` (echo requests handed to the kernel), `received`
     (matching echo replies), `errors` (ICMP errors that failed a probe), `send_errors` (sendto
-    failures) and `ignored` (packets dropped by the demultiplexer, by reason: stray, late,
-    spoofed, wrong_source, malformed, unexpected_type, stray_error, spoofed_error, local_error).
+    failures) and `ignored` (packets dropped by the demultiplexer, by reason):
+    - echo replies: `stray` (another identifier, or ours with a sequence and token of no probe:
+      someone else's ping or a guess), `late` (the probe had timed out), `spoofed` (a live
+      probe's identifier and sequence without its token), `wrong_source` (our token from an
+      address the probe did not go to);
+    - ICMP errors: `stray_error` (about someone else's packet: not an echo request, or another
+      identifier), `unmatched_error` (our identifier, but no live probe with that sequence to
+      the quoted destination: a guess, or about a probe already finished), `spoofed_error`
+      (quotes a live probe, but the quoted token differs), `local_error` (ping sockets: an
+      error of the local stack);
+    - `malformed`, `unexpected_type`, `socket_error`.
     """
 
     def __init__(self, mode: Mode = "auto") -> None:
@@ -157,7 +194,8 @@ class IcmpProber:
         self.ignored: collections.Counter[str] = collections.Counter()
         # Raw sockets use this identifier; ping sockets try to bind it (the kernel may refuse).
         self._ident = secrets.randbits(16)
-        self._seq = secrets.randbits(16)
+        # The last sequence number sent per destination (as the kernel spells the address).
+        self._seqs: dict[str, int] = {}
         self._v4 = _Family(False)
         self._v6 = _Family(True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,7 +221,9 @@ class IcmpProber:
         """The socket kind in use per IP version, e.g. {4: "raw", 6: "dgram"} (opened ones only)."""
         return {6 if f.v6 else 4: f.mode for f in (self._v4, self._v6) if f.sock is not None}
 
-    async def probe(self, target: IcmpTarget, timeout: float) -> ProbeResult:
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        if not isinstance(target, IcmpTarget):
+            return wrong_kind(target, Kind.ICMP)
         fut: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
 
         def done(result: ProbeResult) -> None:
@@ -192,6 +232,15 @@ class IcmpProber:
 
         self.submit(target.address, timeout, done, target)
         return await fut
+
+    def start(self, target: Target, timeout: float, callback: ResultCallback) -> None:
+        """`base.CallbackProber`: `submit()` for a scheduled target (what the scheduler calls)."""
+        if isinstance(target, IcmpTarget):
+            self.submit(target.address, timeout, callback, target)
+        else:
+            asyncio.get_running_loop().call_soon(
+                self._deliver, callback, wrong_kind(target, Kind.ICMP)
+            )
 
     def submit(
         self,
@@ -232,7 +281,16 @@ class IcmpProber:
                 loop.call_soon(self._deliver, callback, result)
                 return
         inflight = self._inflight
-        seq = (self._seq + 1) & 0xFFFF
+        seqs = self._seqs
+        seq = seqs.get(host)
+        if seq is None:
+            # A destination's first probe starts at a random sequence: nobody who sees our
+            # probes to other addresses can tell which sequence this one is at.
+            if len(seqs) >= _ADDR_CACHE_MAX:
+                seqs.clear()  # restarting elsewhere is harmless: collisions are checked below
+            seq = secrets.randbits(16)
+        else:
+            seq = (seq + 1) & 0xFFFF
         key = (host, seq)
         if key in inflight:  # only after 65536 probes to one address within one timeout
             seq = self._free_seq(host, seq)
@@ -244,7 +302,7 @@ class IcmpProber:
                 loop.call_soon(self._deliver, callback, result)
                 return
             key = (host, seq)
-        self._seq = seq
+        seqs[host] = seq
         pos = self._pool_pos
         if pos >= len(self._pool):
             self._pool = os.urandom(_TOKENS)
@@ -462,19 +520,23 @@ class IcmpProber:
     def _fail_from_error(
         self,
         key: tuple[str, int],
-        token: bytes | None,
+        token: bytes,
         v6: bool,
         icmp_type: int,
         icmp_code: int,
         offender: str,
     ) -> None:
-        """An ICMP error quoting one of our requests: fail that probe."""
+        """An ICMP error quoting one of our requests: fail that probe if it is a live one.
+
+        `key` is (the quoted packet's destination, the quoted sequence); the identifier was
+        checked by the caller (raw) or by the kernel (ping sockets). `token` is whatever of the
+        request's payload the error quotes: 0 to 8 bytes, all of which must match.
+        """
         rec = self._inflight.get(key)
         if rec is None:
-            self.ignored["stray_error"] += 1
+            self.ignored["unmatched_error"] += 1
             return
-        # Routers may quote only the 8-byte ICMP header; when they quote more, check the token.
-        if token is not None and len(token) == 8 and token != rec[_TOKEN]:
+        if token and token != rec[_TOKEN][: len(token)]:
             self.ignored["spoofed_error"] += 1
             return
         del self._inflight[key]
@@ -568,8 +630,7 @@ class IcmpProber:
             self.ignored["stray_error"] += 1
             return
         dst = socket.inet_ntop(socket.AF_INET, data[i + 16 : i + 20])
-        token = data[j + 8 : j + 16] if len(data) >= j + 16 else None
-        self._fail_from_error((dst, seq), token, False, icmp_type, icmp_code, src)
+        self._fail_from_error((dst, seq), data[j + 8 : j + 16], False, icmp_type, icmp_code, src)
 
     def _read_icmp(self, fam: _Family) -> None:
         """Ping sockets (both families) and IPv6 raw: every packet starts with the ICMP header."""
@@ -652,8 +713,7 @@ class IcmpProber:
             self.ignored["stray_error"] += 1
             return
         dst = socket.inet_ntop(socket.AF_INET6, data[i + 24 : i + 40])
-        token = data[j + 8 : j + 16] if len(data) >= j + 16 else None
-        self._fail_from_error((dst, seq), token, True, icmp_type, icmp_code, src)
+        self._fail_from_error((dst, seq), data[j + 8 : j + 16], True, icmp_type, icmp_code, src)
 
     def _drain_errqueue(self, fam: _Family, sock: socket.socket) -> None:
         level, opt = (_SOL_IPV6, _IPV6_RECVERR) if fam.v6 else (socket.SOL_IP, _IP_RECVERR)
@@ -680,8 +740,7 @@ class IcmpProber:
                 continue
             # The queued packet is our own echo request (identifier as rewritten by the kernel).
             seq = int.from_bytes(data[6:8], "big")
-            token = data[8:16] if len(data) >= 16 else None
-            self._fail_from_error((dst[0], seq), token, fam.v6, ee[2], ee[3], offender)
+            self._fail_from_error((dst[0], seq), data[8:16], fam.v6, ee[2], ee[3], offender)
 
     # -- timeouts ---------------------------------------------------------------------------
 

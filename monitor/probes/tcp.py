@@ -11,7 +11,7 @@ import errno
 import socket
 import time
 
-from monitor.probes.base import ProbeResult, Reason, TcpTarget, now
+from monitor.probes.base import Kind, ProbeResult, Reason, Target, TcpTarget, now, wrong_kind
 
 # errnos meaning "no path to the host" as opposed to "the host said no".
 _UNREACHABLE = frozenset(
@@ -58,7 +58,9 @@ def connect_timeout(timeout: float) -> float:
 class TcpProber:
     """Connects, measures the handshake time, closes. One short-lived socket per probe."""
 
-    async def probe(self, target: TcpTarget, timeout: float) -> ProbeResult:
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        if not isinstance(target, TcpTarget):
+            return wrong_kind(target, Kind.TCP)
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if target.address.version == 6 else socket.AF_INET
         started = now()

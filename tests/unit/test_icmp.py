@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import time
+import types
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -611,3 +612,216 @@ def test_bad_arguments_raise() -> None:
             IcmpProber().submit("dprk.example", 1.0, lambda _r: None)
 
     asyncio.run(body())
+
+
+# -- what an outsider cannot make us believe -------------------------------------------------
+
+ATTACKER = "127.0.0.5"  # a monitored host: it sees our probes to it
+CONTROL = "127.0.0.6"  # a control probe the attacker would like to fail
+
+
+def fixed_randomness(values: list[int]) -> None:
+    """In the (forked) netns child: the engine's random draws come from `values`, in order."""
+    import monitor.probes.icmp as icmp_mod
+
+    draws = iter(values)
+    icmp_mod.secrets = types.SimpleNamespace(randbits=lambda _bits: next(draws))  # type: ignore[assignment,attr-defined]
+
+
+def error4(
+    f: Forger, src: str, quoted_dst: str, ident: int, seq: int, payload: bytes = b""
+) -> None:
+    """Send an ICMP host-unreachable from src quoting an echo request to quoted_dst.
+
+    With an empty payload it quotes just the 8-byte ICMP header, RFC 792's minimum.
+    """
+    inner_icmp = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + payload
+    inner_ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45, 0, 20 + len(inner_icmp), 0, 0, 64, socket.IPPROTO_ICMP, 0,
+        socket.inet_aton("127.0.0.1"), socket.inet_aton(quoted_dst),
+    )  # fmt: skip
+    f.send4(src, "127.0.0.1", bytes([3, 1, 0, 0, 0, 0, 0, 0]) + inner_ip + inner_icmp)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sequences_run_per_destination(mode: Mode) -> None:
+    """Probes to one address take consecutive sequences whatever is sent to other addresses."""
+
+    async def body() -> list[int]:
+        p = IcmpProber(mode)
+        f = Forger()
+        seqs = []
+        for dst in (ATTACKER, CONTROL, CONTROL, ATTACKER):
+            p.submit(dst, 5.0, lambda _r: None)
+            seqs.append(f.capture(dst)[3])
+        f.close()
+        await p.close()
+        return seqs
+
+    a1, c1, c2, a2 = run_in_netns(body, setup=quiet_kernel)
+    assert c2 == (c1 + 1) & 0xFFFF
+    assert a2 == (a1 + 1) & 0xFFFF, "probes to another address moved this one's sequence"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_monitored_host_cannot_fail_a_control_probe(mode: Mode) -> None:
+    """A host that sees our probe to it cannot forge a header-only error for our probe elsewhere.
+
+    The draws are fixed so that the outcome does not depend on luck: the old global counter
+    put the control probe right after the attacker's, where the forged error guesses it.
+    """
+
+    async def body() -> tuple[ProbeResult, dict[str, int]]:
+        fixed_randomness([1000, 20000, 40000, 60000])
+        p = IcmpProber(mode)
+        f = Forger()
+        attacked = asyncio.ensure_future(p.probe(target(ATTACKER), 0.5))
+        await asyncio.sleep(0)
+        control = asyncio.ensure_future(p.probe(target(CONTROL), 0.5))
+        await asyncio.sleep(0)
+        _, _, ident, seq_a, _ = f.capture(ATTACKER)
+        for guess in range(seq_a + 1, seq_a + 4):  # header-only quotes: no token to check
+            error4(f, ATTACKER, CONTROL, ident, guess & 0xFFFF)
+        r = await asyncio.wait_for(control, 2.0)
+        await attacked
+        f.close()
+        await p.close()
+        return r, dict(p.ignored)
+
+    r, ignored = run_in_netns(body, setup=quiet_kernel)
+    assert r.reason is Reason.TIMEOUT, r
+    assert ignored == {"unmatched_error": 3}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_header_only_error_quoting_a_live_probe_fails_it(mode: Mode) -> None:
+    """An error quoting only the 8-byte header (RFC 792) with a live probe's id, seq and
+    destination fails that probe: such routers exist, and they name what only they saw."""
+
+    async def body() -> ProbeResult:
+        p = IcmpProber(mode)
+        f = Forger()
+        task = asyncio.ensure_future(p.probe(target(CONTROL), 3.0))
+        await asyncio.sleep(0)
+        _, _, ident, seq, _ = f.capture(CONTROL)
+        error4(f, "127.0.0.9", CONTROL, ident, seq)
+        r = await asyncio.wait_for(task, 2.0)
+        assert p.errors == 1 and not p.ignored
+        f.close()
+        await p.close()
+        return r
+
+    r = run_in_netns(body, setup=quiet_kernel)
+    assert r.reason is Reason.UNREACHABLE, r
+    assert r.detail == "ICMP destination unreachable (type 3 code 1) from 127.0.0.9"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_error_must_quote_the_probes_own_destination(mode: Mode) -> None:
+    """A live probe's id and seq quoted for another destination fail nothing (unmatched_error)."""
+
+    async def body() -> tuple[ProbeResult, ProbeResult, dict[str, int]]:
+        p = IcmpProber(mode)
+        f = Forger()
+        attacked = asyncio.ensure_future(p.probe(target(ATTACKER), 0.5))
+        await asyncio.sleep(0)
+        control = asyncio.ensure_future(p.probe(target(CONTROL), 0.5))
+        await asyncio.sleep(0)
+        _, _, ident, seq_a, token_a = f.capture(ATTACKER)
+        _, _, _, seq_c, token_c = f.capture(CONTROL)
+        error4(f, "127.0.0.9", CONTROL, ident, seq_a, token_a)  # A's probe, quoted toward C
+        if seq_c != seq_a:
+            error4(f, "127.0.0.9", ATTACKER, ident, seq_c, token_c)  # and C's toward A
+        results = await asyncio.gather(attacked, control)
+        ignored = dict(p.ignored)
+        if seq_c == seq_a:  # the two random starts met (1 in 65536): one forgery only
+            ignored["unmatched_error"] += 1
+        f.close()
+        await p.close()
+        return results[0], results[1], ignored
+
+    a, c, ignored = run_in_netns(body, setup=quiet_kernel)
+    assert a.reason is Reason.TIMEOUT and c.reason is Reason.TIMEOUT, (a, c)
+    assert ignored == {"unmatched_error": 2}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_error_quoting_part_of_a_wrong_token_is_spoofed(mode: Mode) -> None:
+    """An error quoting a few payload bytes that differ from the token fails nothing."""
+
+    async def body() -> tuple[ProbeResult, dict[str, int]]:
+        p = IcmpProber(mode)
+        f = Forger()
+        task = asyncio.ensure_future(p.probe(target(CONTROL), 0.5))
+        await asyncio.sleep(0)
+        _, _, ident, seq, token = f.capture(CONTROL)
+        error4(f, "127.0.0.9", CONTROL, ident, seq, bytes(b ^ 0xFF for b in token[:4]))
+        r = await asyncio.wait_for(task, 2.0)
+        f.close()
+        await p.close()
+        return r, dict(p.ignored)
+
+    r, ignored = run_in_netns(body, setup=quiet_kernel)
+    assert r.reason is Reason.TIMEOUT, r
+    assert ignored == {"spoofed_error": 1}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_error_quoting_part_of_the_right_token_counts(mode: Mode) -> None:
+    """An error quoting the first bytes of the right token fails its probe."""
+
+    async def body() -> ProbeResult:
+        p = IcmpProber(mode)
+        f = Forger()
+        task = asyncio.ensure_future(p.probe(target(CONTROL), 3.0))
+        await asyncio.sleep(0)
+        _, _, ident, seq, token = f.capture(CONTROL)
+        error4(f, "127.0.0.9", CONTROL, ident, seq, token[:4])
+        r = await asyncio.wait_for(task, 2.0)
+        f.close()
+        await p.close()
+        return r
+
+    assert run_in_netns(body, setup=quiet_kernel).reason is Reason.UNREACHABLE
+
+
+def test_echo_reply_without_the_token_is_not_ours() -> None:
+    """A reply with the right id, seq and source but no payload is spoofed: replies echo it all."""
+
+    async def body() -> tuple[ProbeResult, dict[str, int]]:
+        p = IcmpProber("raw")
+        f = Forger()
+        task = asyncio.ensure_future(p.probe(target(CONTROL), 0.3))
+        await asyncio.sleep(0)
+        _, _, ident, seq, _ = f.capture(CONTROL)
+        f.reply(CONTROL, ident, seq, b"")
+        r = await asyncio.wait_for(task, 2.0)
+        f.close()
+        await p.close()
+        return r, dict(p.ignored)
+
+    r, ignored = run_in_netns(body, setup=quiet_kernel)
+    assert r.reason is Reason.TIMEOUT, r
+    assert ignored == {"spoofed": 1}
+
+
+def test_probe_and_start_contain_a_target_of_another_kind() -> None:
+    """Given a TCP target, probe() and start() return a failed `other` result instead of raising."""
+    from monitor.probes.base import CallbackProber, TcpTarget
+
+    async def body() -> list[ProbeResult]:
+        p = IcmpProber()
+        assert isinstance(p, CallbackProber)
+        tcp = TcpTarget(ipaddress.ip_address("127.0.0.1"), 80)
+        got: list[ProbeResult] = [await p.probe(tcp, 1.0)]
+        fut: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+        p.start(tcp, 1.0, fut.set_result)
+        assert not fut.done()  # never called from inside start()
+        got.append(await fut)
+        await p.close()
+        return got
+
+    for r in asyncio.run(body()):
+        assert (r.ok, r.reason) == (False, Reason.OTHER)
+        assert r.detail == "a tcp target was given to the icmp prober"

@@ -6,6 +6,10 @@ import asyncio
 import ipaddress
 import itertools
 import time
+from collections.abc import Callable, Sequence
+
+import structlog
+import structlog.testing
 
 from monitor.probes.base import IcmpTarget, Kind, ProbeResult, Reason, Target, TcpTarget
 from monitor.scheduler import RateLimiter, Scheduler, slot_offsets
@@ -106,7 +110,7 @@ async def run_for(sched: Scheduler, seconds: float) -> None:
 def make(
     prober: FakeProber,
     sink: Sink,
-    entries: list[tuple[str, Target, bool]],
+    entries: Sequence[tuple[str, Target, bool]],
     *,
     interval: float,
     max_rate: float,
@@ -205,3 +209,142 @@ async def test_extra_probes_share_the_budget() -> None:
     times = [t for t, _ in prober.sent]
     assert max_in_any_window(times) <= 10
     assert sum(1 for _, k in prober.sent if k.startswith("198.18.177.")) >= 10
+
+
+# -- containment: a prober or sink that raises costs one target one failed probe, not forever ----
+
+
+class RaisingProber(FakeProber):
+    """A FakeProber whose probe() raises for the keys in `raise_for` (while they are in it)."""
+
+    def __init__(self, raise_for: set[str]) -> None:
+        super().__init__()
+        self.raise_for = raise_for
+
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        if target.key in self.raise_for:
+            self.sent.append((time.monotonic(), target.key))
+            raise RuntimeError(f"boom at {target.key}")
+        return await super().probe(target, timeout)
+
+
+class CallbackFake:
+    """A `CallbackProber`: start() answers on the next loop step, or raises for `raise_for`."""
+
+    def __init__(self, raise_for: set[str]) -> None:
+        self.raise_for = raise_for
+        self.started: list[str] = []
+        self.awaited = 0
+
+    def start(
+        self, target: Target, timeout: float, callback: Callable[[ProbeResult], None]
+    ) -> None:
+        self.started.append(target.key)
+        if target.key in self.raise_for:
+            raise ValueError("bad address")
+        result = ProbeResult.success(target, time.time(), 0.001)
+        asyncio.get_running_loop().call_soon(callback, result)
+
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        self.awaited += 1
+        return ProbeResult.success(target, time.time(), 0.001)
+
+    async def close(self) -> None:
+        pass
+
+
+def loop_errors() -> list[dict[str, object]]:
+    """Everything that reaches the loop's exception handler (e.g. 'Task exception was never
+    retrieved') from now on."""
+    errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    return errors
+
+
+async def test_raising_prober_fails_the_target_which_keeps_being_probed() -> None:
+    """A probe() that raises is a failed `other` probe; the target's rounds go on, logged once."""
+    bad, *good = [TcpTarget(ipaddress.ip_address("198.18.176.1") + i, 80) for i in range(3)]
+    prober, sink = RaisingProber(raise_for={bad.key}), Sink()
+    errors = loop_errors()
+    sched = make(prober, sink, [("e", t, False) for t in [bad, *good]], interval=0.2, max_rate=1000)
+    with structlog.testing.capture_logs() as logs:
+        await run_for(sched, 0.75)
+        await asyncio.sleep(0.05)  # let a dropped task's exception surface, if any
+    bad_rounds = [ok for key, ok in sink.rounds if key == bad.key]
+    assert len(bad_rounds) >= 3 and not any(bad_rounds), "probed again every round, and failed"
+    for key in (g.key for g in good):
+        assert [ok for k, ok in sink.rounds if k == key].count(True) >= 3
+    bad_results = [r for _, _, r in sink.results if r.target == bad]
+    assert len(bad_results) == 3 * len(bad_rounds), "1 probe + 2 re-probes per round"
+    assert {(r.ok, r.reason, r.detail) for r in bad_results} == {
+        (False, Reason.OTHER, f"prober raised RuntimeError: boom at {bad.key}")
+    }
+    raised = [e for e in logs if e["event"] == "probe_raised"]
+    assert len(raised) == 1, logs
+    assert raised[0]["log_level"] == "warning" and raised[0]["target"] == bad.key
+    assert isinstance(raised[0]["exc_info"], RuntimeError)
+    assert errors == []
+
+
+async def test_raising_is_logged_again_after_a_success_or_a_removal() -> None:
+    """Once per target: silent while it keeps raising, logged anew after it answered or left."""
+    tgt = targets(1)[0]
+    prober, sink = RaisingProber(raise_for={tgt.key}), Sink()
+    entry = [("e", tgt, False)]
+    sched = make(prober, sink, entry, interval=0.1, max_rate=1000, reprobes=0)
+    task = asyncio.create_task(sched.run())
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.sleep(0.25)  # raises in several rounds: one line
+        prober.raise_for.clear()
+        await asyncio.sleep(0.15)  # answers
+        prober.raise_for.add(tgt.key)
+        await asyncio.sleep(0.15)  # raises again: a second line
+        sched.set_targets([], 0.1, 0.5, 1000, 0)
+        await asyncio.sleep(0.05)
+        sched.set_targets(entry, 0.1, 0.5, 1000, 0)
+        await asyncio.sleep(0.15)  # back after a removal: a third line
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await sched.close()
+    assert [e["event"] for e in logs if e["event"] == "probe_raised"] == ["probe_raised"] * 3
+
+
+async def test_callback_prober_raising_in_start_is_contained() -> None:
+    """A CallbackProber whose start() raises: a failed `other` result, later rounds still sent."""
+    bad, good = targets(2)
+    prober, sink = CallbackFake(raise_for={bad.key}), Sink()
+    errors = loop_errors()
+    sched = Scheduler({Kind.ICMP: prober}, sink, 0.2, 0.5, 1000, 1)
+    sched.set_targets([("e", bad, False), ("e", good, False)], 0.2, 0.5, 1000, 1)
+    with structlog.testing.capture_logs() as logs:
+        await run_for(sched, 0.55)
+    assert prober.awaited == 0, "the callback path is used, not probe()"
+    assert prober.started.count(bad.key) >= 4  # 2 rounds x (1 + 1 re-probe)
+    assert [ok for k, ok in sink.rounds if k == bad.key][:2] == [False, False]
+    assert [ok for k, ok in sink.rounds if k == good.key][:2] == [True, True]
+    details = {r.detail for _, _, r in sink.results if r.target == bad}
+    assert details == {"prober raised ValueError: bad address"}
+    assert [e["event"] for e in logs] == ["probe_raised"]
+    assert errors == []
+
+
+async def test_sink_raising_for_one_target_does_not_stall_it() -> None:
+    """A result sink that raises for one target: the job is freed, every target keeps its rounds."""
+    bad, good = targets(2)
+
+    class BadSink(Sink):
+        def on_result(self, entity: str, result: ProbeResult, control: bool) -> None:
+            super().on_result(entity, result, control)
+            if result.target == bad:
+                raise KeyError("detector bug")
+
+    prober, sink = CallbackFake(raise_for=set()), BadSink()
+    errors = loop_errors()
+    sched = Scheduler({Kind.ICMP: prober}, sink, 0.2, 0.5, 1000, 1)
+    sched.set_targets([("e", bad, False), ("e", good, False)], 0.2, 0.5, 1000, 1)
+    with structlog.testing.capture_logs() as logs:
+        await run_for(sched, 0.55)
+    assert [k for k, _ in sink.rounds].count(bad.key) >= 2
+    assert [k for k, _ in sink.rounds].count(good.key) >= 2
+    assert [(e["event"], e["log_level"]) for e in logs] == [("result_sink_raised", "error")]
+    assert errors == []
