@@ -2,10 +2,15 @@
 
 Semantics (the contract the tests pin):
 - With `target.address` set, the TCP connection goes to that address while the Host header, the
-  TLS SNI and certificate verification all use the URL's host name.
-- Redirects are followed by hand, at most `MAX_REDIRECTS`, only while they stay on the URL's host
-  (any scheme/port). A redirect elsewhere is not followed: its 3xx status is judged against
-  `expect_status` like any other. More on-site redirects than that is an HTTP_STATUS failure.
+  TLS SNI and certificate verification all use the URL's host, also when that host is an IP
+  literal (then the request goes to the pin with `Host:` the literal, and the certificate is
+  checked against the literal; no SNI, as TLS sends none for addresses).
+- Redirects are followed by hand, at most `MAX_REDIRECTS`, only while they stay on the same
+  site: the same host with the same scheme and port, or the one upgrade from http to https on
+  its default port 443 (`http://h:8080/` -> `https://h/`). Anything else (another host, another
+  port, https -> http) is not followed: its 3xx status is judged against `expect_status` like
+  any other. Following to any port would let a site steer our probes at any service of its
+  address. More on-site redirects than `MAX_REDIRECTS` is an HTTP_STATUS failure.
 - The final response's body is read up to `target.max_body` bytes, then the connection is
   dropped; a body cut at the cap is still a success (`extra["truncated"] = True`). Bytes are
   counted as they come off the wire (no decompression: we accept gzip to spare a thin link, but
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ipaddress
 import socket
 import ssl
 import time
@@ -92,6 +98,23 @@ class _PinningResolver(AbstractResolver):
 
 def _norm_host(host: str | None) -> str:
     return (host or "").rstrip(".").lower()
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def may_follow(current: URL, nxt: URL) -> bool:
+    """Whether a redirect from `current` to `nxt` stays on the site (see the module docstring)."""
+    if nxt.scheme not in ("http", "https") or _norm_host(nxt.host) != _norm_host(current.host):
+        return False
+    if nxt.scheme == current.scheme:
+        return nxt.port == current.port
+    return current.scheme == "http" and nxt.scheme == "https" and nxt.port == 443
 
 
 class _Outcome:
@@ -185,20 +208,34 @@ class HttpProber:
         connect_limit = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout(timeout))
         url = URL(target.url)
         home = _norm_host(url.host)
-        token = _PIN.set((home, target.address) if target.address is not None else None)
+        pin = target.address
+        token = _PIN.set((home, pin) if pin is not None else None)
         sink_token = _TLS_SINK.set(out.extra)
         try:
             for hop in range(MAX_REDIRECTS + 1):
+                request_url, headers, server_hostname = url, None, None
+                if pin is not None and _is_ip_literal(home):
+                    # No resolver runs for an address, so the pin is applied to the URL itself;
+                    # the server still sees (and TLS still checks) the URL's own host.
+                    request_url = url.with_host(str(pin))
+                    headers = {aiohttp.hdrs.HOST: url.host_port_subcomponent or home}
+                    if url.scheme == "https":
+                        server_hostname = url.host
                 # Each hop opens a new connection: its SYN must not outlive SYN_LIMIT (tcp.py).
                 async with session.get(
-                    url, allow_redirects=False, ssl=ssl_arg, timeout=connect_limit
+                    request_url,
+                    allow_redirects=False,
+                    ssl=ssl_arg,
+                    timeout=connect_limit,
+                    headers=headers,
+                    server_hostname=server_hostname,
                 ) as resp:
                     out.status = resp.status
                     out.extra["status"] = resp.status
                     location = resp.headers.get(aiohttp.hdrs.LOCATION)
                     if resp.status in _REDIRECT_CODES and location:
-                        nxt = resp.url.join(URL(location))
-                        if _norm_host(nxt.host) != home or nxt.scheme not in ("http", "https"):
+                        nxt = url.join(URL(location))
+                        if not may_follow(url, nxt):
                             out.extra["location"] = str(nxt)
                             return  # off-site: judged by the 3xx itself, never followed
                         if hop == MAX_REDIRECTS:

@@ -13,9 +13,11 @@ import pytest
 import trustme
 from aiohttp import web
 from cryptography import x509
+from yarl import URL
 
-from monitor.probes.base import HttpTarget, Reason
-from monitor.probes.http import MAX_REDIRECTS, HttpProber
+from monitor.probes.base import HttpTarget, Reason, TcpTarget
+from monitor.probes.http import MAX_REDIRECTS, HttpProber, may_follow
+from tests.netns_util import netns_unavailable, run_in_netns
 
 V4 = ipaddress.ip_address("127.0.0.1")
 V6 = ipaddress.ip_address("::1")
@@ -54,6 +56,8 @@ def build_app(site: Site, off_site_url: str = "http://127.0.0.1:9/") -> web.Appl
             "relative": "/",
             "absolute": f"{request.scheme}://{request.headers['Host']}/",
             "to-https": f"https://{request.host.split(':')[0]}:{request.query.get('port', '')}/",
+            "to-https-default": f"https://{request.host.split(':')[0]}/",
+            "other-port": f"http://{request.host.split(':')[0]}:{request.query.get('port', '')}/",
             "off-site": off_site_url,
             "loop": "/redirect/loop",
         }[request.match_info["kind"]]
@@ -203,6 +207,41 @@ async def test_pinned_http_sends_url_host(
     assert "tls_not_after" not in res.extra
 
 
+async def test_pin_is_honoured_for_an_ip_literal_url(
+    prober: HttpProber, start_site: SiteFactory
+) -> None:
+    """An IP-literal URL with a pin connects to the pin and sends the literal as Host."""
+    srv = await start_site()  # on 127.0.0.1 only: 127.0.0.2 refuses
+    url = f"http://127.0.0.2:{srv.port}/redirect/relative"
+    res = await prober.probe(HttpTarget(url, address=V4, expect_status=frozenset({200})), 2.0)
+    assert res.ok, res
+    assert res.extra["redirects"] == 1
+    assert srv.hosts == [f"127.0.0.2:{srv.port}"] * 2
+
+
+async def test_pinned_https_ip_literal_checks_the_literal(
+    prober: HttpProber, start_site: SiteFactory, ca: trustme.CA, ca_file: str
+) -> None:
+    """HTTPS to an IP-literal URL on a pin verifies the certificate against the literal."""
+    srv = await start_site(ca.issue_cert("127.0.0.2"))
+    res = await prober.probe(
+        HttpTarget(f"https://127.0.0.2:{srv.port}/", address=V4, ca_file=ca_file), 2.0
+    )
+    assert res.ok, res
+    assert srv.hosts == [f"127.0.0.2:{srv.port}"]
+    wrong = await start_site(ca.issue_cert("127.0.0.3"))
+    res = await prober.probe(
+        HttpTarget(f"https://127.0.0.2:{wrong.port}/", address=V4, ca_file=ca_file), 2.0
+    )
+    assert res.reason is Reason.TLS_ERROR, res
+
+
+async def test_a_target_of_another_kind_is_a_failed_probe(prober: HttpProber) -> None:
+    """Given a TCP target, probe() returns a failed `other` result instead of raising."""
+    res = await prober.probe(TcpTarget(V4, 80), 1.0)
+    assert (res.ok, res.reason) == (False, Reason.OTHER)
+
+
 async def test_unpinned_ip_literal_url(prober: HttpProber, start_site: SiteFactory) -> None:
     """Without a pin the URL's own host is used (an IP literal needs no resolution)."""
     srv = await start_site()
@@ -341,25 +380,104 @@ async def test_on_site_redirect_is_followed_on_the_pin(
     assert srv.hosts == [f"{site}:{srv.port}"] * 2
 
 
-async def test_on_site_redirect_to_https_is_followed(
+async def test_redirect_to_https_on_another_port_is_not_followed(
     prober: HttpProber,
     start_site: SiteFactory,
     site: str,
     site_cert: trustme.LeafCert,
     ca_file: str,
 ) -> None:
-    """http -> https on the same host is on-site: followed, with TLS facts from the HTTPS hop."""
+    """http -> https on the same host but not on port 443 is not followed: the 302 is judged."""
     tls = await start_site(site_cert)
     plain = await start_site()
-    t = pinned(
-        f"http://{site}:{plain.port}/redirect/to-https?port={tls.port}",
-        ca_file=ca_file,
-        expect_status=frozenset({200}),
-    )
+    t = pinned(f"http://{site}:{plain.port}/redirect/to-https?port={tls.port}", ca_file=ca_file)
     res = await prober.probe(t, 2.0)
     assert res.ok, res
-    assert tls.sni == [site]
-    assert "tls_not_after" in res.extra
+    assert res.extra["status"] == 302 and res.extra["redirects"] == 0
+    assert res.extra["location"] == f"https://{site}:{tls.port}/"
+    assert tls.sni == [] and tls.hosts == []
+
+
+async def test_same_host_redirect_to_another_port_is_not_followed(
+    prober: HttpProber, start_site: SiteFactory, site: str
+) -> None:
+    """A redirect to the same host on another port is not followed; the 3xx itself is judged."""
+    other = await start_site()
+    srv = await start_site()
+    url = f"http://{site}:{srv.port}/redirect/other-port?port={other.port}"
+    res = await prober.probe(pinned(url, expect_status=frozenset({200})), 2.0)
+    assert (res.ok, res.reason, res.extra["status"]) == (False, Reason.HTTP_STATUS, 302)
+    assert res.detail == "status 302, expected [200]"
+    assert res.extra["location"] == f"http://{site}:{other.port}/"
+    assert other.hosts == []
+
+
+@pytest.mark.parametrize(
+    ("current", "nxt", "follow"),
+    [
+        ("http://h.kp/a", "http://h.kp/b", True),
+        ("http://h.kp:8080/a", "http://H.KP.:8080/b", True),  # host compared case- and dot-blind
+        ("https://h.kp/", "https://h.kp:443/x", True),  # explicit default port
+        ("http://h.kp/", "https://h.kp/", True),  # the upgrade
+        ("http://h.kp:8080/", "https://h.kp/", True),  # the upgrade, to its default port
+        ("http://h.kp/", "https://h.kp:8443/", False),  # an upgrade, but to another port
+        ("http://h.kp/", "http://h.kp:8080/", False),
+        ("http://h.kp:8080/", "http://h.kp/", False),
+        ("https://h.kp/", "http://h.kp/", False),  # never downgrade
+        ("https://h.kp:8443/", "https://h.kp/", False),
+        ("http://h.kp/", "http://www.h.kp/", False),
+        ("http://h.kp/", "ftp://h.kp/", False),
+        ("http://175.45.176.71/", "http://175.45.176.71/x", True),
+        ("http://175.45.176.71/", "http://175.45.176.72/", False),
+    ],
+)
+def test_redirect_rule(current: str, nxt: str, follow: bool) -> None:
+    """Follow only the same scheme, host and port, or http -> https on 443 of the same host."""
+    assert may_follow(URL(current), URL(nxt)) is follow
+
+
+def test_on_site_upgrade_to_https_on_443_is_followed(
+    site: str, site_cert: trustme.LeafCert, ca_file: str
+) -> None:
+    """http://site:8080/ -> https://site/ (443) is followed on the pin, with TLS facts from it.
+
+    In a throw-away network namespace, where this test may listen on 127.0.0.1:443.
+    """
+    if (why := netns_unavailable()) is not None:
+        pytest.skip(why)
+
+    async def body() -> tuple[bool, int, int, list[str | None], bool]:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        site_cert.configure_cert(ctx)
+        seen = Site(port=443)
+        ctx.sni_callback = lambda _obj, name, _ctx: seen.sni.append(name)  # type: ignore[assignment,func-returns-value,return-value]
+        runners = []
+        for port, tls in ((8080, None), (443, ctx)):
+            runner = web.AppRunner(build_app(seen), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls).start()
+            runners.append(runner)
+        prober = HttpProber()
+        target = pinned(
+            f"http://{site}:8080/redirect/to-https-default",
+            ca_file=ca_file,
+            expect_status=frozenset({200}),
+        )
+        res = await prober.probe(target, 2.0)
+        await prober.close()
+        for runner in runners:
+            await runner.cleanup()
+        redirects = res.extra["redirects"]
+        assert isinstance(redirects, int)
+        return (
+            res.ok,
+            int(str(res.extra["status"])),
+            redirects,
+            seen.sni,
+            "tls_not_after" in res.extra,
+        )
+
+    assert run_in_netns(body) == (True, 200, 1, [site], True)
 
 
 async def test_off_site_redirect_is_not_followed(
@@ -504,10 +622,12 @@ async def test_close_then_reuse(prober: HttpProber, start_site: SiteFactory, sit
 
 
 async def test_silent_syn_gives_up_before_the_kernel_resends(
-    prober: HttpProber, full_backlog: int, site: str
+    prober: HttpProber, full_backlog: int, closed_tcp_port: int, site: str
 ) -> None:
     """With a 3 s timeout, a connection whose SYN is never answered ends before the kernel's
     first SYN resend (1 s): TIMEOUT, so no packet escapes the rate limiter."""
+    # Warm up first (session, TLS context with the system roots): only the connect is timed.
+    await prober.probe(pinned(f"http://{site}:{closed_tcp_port}/"), 3.0)
     t0 = time.perf_counter()
     res = await prober.probe(pinned(f"http://{site}:{full_backlog}/"), 3.0)
     elapsed = time.perf_counter() - t0
