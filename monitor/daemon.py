@@ -27,14 +27,14 @@ from aiohttp import web
 
 from monitor import __version__, systemd
 from monitor import config as config_mod
-from monitor.config import Config
+from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.detector import Detector, EntitySpec
 from monitor.detect.hysteresis import Hysteresis
 from monitor.detect.model import Change, EventClosed, EventOpened, EventUpdated
 from monitor.events import EventStore, render_csv, render_json
 from monitor.fanout import FanOut
 from monitor.journal import log_change
-from monitor.metrics import CONTROLS, Metrics, configured_targets
+from monitor.metrics import Metrics
 from monitor.pathtrace import PathTracer
 from monitor.probes import build_probers
 from monitor.probes.base import Kind, ProbeResult, Target
@@ -235,7 +235,7 @@ class Daemon:
             self.metrics.outage_active.labels(ev.entity).set(1 if ev.open else 0)
         if resumed:
             log.warning("resumed open outage events", ids=[e.id for e in resumed])
-        app = make_app(self.metrics, lambda: self.ready, api=self)
+        app = make_app(self.metrics, lambda: self.ready, api=self, events=self.store)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.listen_host, cfg.listen_port)
@@ -387,9 +387,16 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
         if self.store is not None:
-            # Open events stay open in the log and are resumed at the next start.
-            self.store.flush()
-            self.store.close()
+            # Open events stay open in the log and are resumed at the next start. What the
+            # disk refuses now goes to a spool file, merged at the next start (events.py).
+            closed = self.store.close()
+            if closed.pending:
+                log.error(
+                    "event log: events not in the database at stop",
+                    spooled=closed.spooled,
+                    spool=None if closed.spool is None else str(closed.spool),
+                    lost=closed.lost,
+                )
         log.info("stopped")
 
     async def run(self) -> None:
@@ -425,6 +432,7 @@ class Daemon:
                 "healthy": self.store.healthy,
                 "pending": self.store.pending,
                 "error": self.store.last_error,
+                "corrupt_rows": self.store.corrupt_rows,
             }
         return doc
 

@@ -29,7 +29,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from monitor import __version__
-from monitor.config import Config
+from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.model import (
     Change,
     EventClosed,
@@ -42,7 +42,6 @@ from monitor.detect.model import (
 from monitor.probes.base import Kind, ProbeResult, Reason, Target
 
 PREFIX = "dprk_monitor_"
-CONTROLS = "_controls"  # the entity label of control probes (entity names cannot start with _)
 STATES = ("up", "degraded", "partial", "down", "unknown")
 EVENT_KINDS = ("blackout", "partial", "web", "dns", "degraded", "routing")
 RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -266,15 +265,6 @@ def _parse_labels(labels: str) -> tuple[str, str, str]:
 
 def _unescape_one(m: re.Match[str]) -> str:
     return "\n" if m.group(1) == "n" else m.group(1)
-
-
-def configured_targets(config: Config) -> Iterable[tuple[str, Target]]:
-    """(entity label, target) for every configured target, controls included."""
-    for entity in config.entities:
-        for t in entity.targets.all():
-            yield entity.name, t
-    for t in config.controls.all():
-        yield CONTROLS, t
 
 
 class _CountersCollector(Collector):
