@@ -169,6 +169,44 @@ def site_page(site: Site) -> str:
 
 # A request nginx finds malformed (e.g. HTTP/1.1 without Host) also gets no answer at all.
 DROP_400 = "error_page 400 =444 @drop; location @drop { return 444; }"
+# Slow sites: nginx proxies to this upstream, whose SYNs an nftables rule drops (`slow_rules`),
+# so the answer comes after `proxy_connect_timeout` (the site's delay) from the error page: a
+# server that takes that long to answer, with no process of our own in the way.
+SLOW_UPSTREAM = ("127.0.0.1", 9)
+# TLS 1.0 only, RSA key exchange or ECDHE-RSA with AES-CBC/SHA-1; security level 0 lets
+# OpenSSL 3 use TLS 1.0's MD5+SHA-1 signatures at all.
+LEGACY_TLS = (
+    "ssl_protocols TLSv1; ssl_ciphers AES128-SHA:AES256-SHA:ECDHE-RSA-AES128-SHA:@SECLEVEL=0;"
+)
+
+
+def slow_rules(table: str) -> str:
+    """The nft script making `SLOW_UPSTREAM` silently unreachable (loopback: never audited)."""
+    host, port = SLOW_UPSTREAM
+    return (
+        f"table ip {table}\ndelete table ip {table}\ntable ip {table} {{\n"
+        "  chain out {\n    type filter hook output priority 0; policy accept;\n"
+        f"    ip daddr {host} tcp dport {port} drop\n  }}\n}}\n"
+    )
+
+
+def _content(s: Site, root: str) -> list[str]:
+    """The locations serving a site's page, right away or after `s.delay` seconds."""
+    if s.delay <= 0:
+        return [f"        root {root};", "        location / { try_files $uri /index.html; }"]
+    host, port = SLOW_UPSTREAM
+    ms = max(1, round(s.delay * 1000))
+    return [
+        f"        root {root};",
+        "        location / {",
+        f"            proxy_pass http://{host}:{port};",
+        f"            proxy_connect_timeout {ms}ms;",
+        "            error_page 502 504 =200 /index.html;",
+        # the upstream's timeout is the point, not an error worth a log line per request
+        "            error_log /dev/null crit;",
+        "        }",
+        "        location = /index.html { internal; }",
+    ]
 
 
 def nginx_conf(
@@ -179,6 +217,8 @@ def nginx_conf(
     Every (address, port) gets a default server that answers nothing: `return 444` for HTTP,
     `ssl_reject_handshake` for HTTPS without a known SNI - like the real servers, a request
     without the right Host gets no answer. HTTPS sites redirect their port 80 to https.
+    A site with a `delay` answers after it (see SLOW_UPSTREAM; the caller installs
+    `slow_rules`); a `legacy` TLS site speaks only TLS 1.0 with old ciphers (LEGACY_TLS).
     """
     out = [
         "daemon off;",
@@ -198,6 +238,7 @@ def nginx_conf(
         "    keepalive_timeout 5s;",
     ]
     endpoints: set[tuple[str, int, bool]] = set()
+    legacy = {a for s in sites if s.tls == "legacy" for a in s.addresses}
     for s in sites:
         for a in s.addresses:
             endpoints.add((a, 80, False))
@@ -209,9 +250,11 @@ def nginx_conf(
                 "    server {",
                 f"        listen {a}:{port} ssl default_server;",
                 "        ssl_reject_handshake on;",
-                f"        return 444; {DROP_400}",
-                "    }",
             ]
+            # the handshake's versions come from the default server of the address: a legacy
+            # site's addresses speak nothing newer, whatever the SNI
+            out += [f"        {LEGACY_TLS}"] if a in legacy else []
+            out += [f"        return 444; {DROP_400}", "    }"]
         else:
             out += [f"    server {{ listen {a}:{port} default_server; return 444; {DROP_400} }}"]
     for s in sites:
@@ -225,12 +268,9 @@ def nginx_conf(
                 f"        server_name {names};",
                 f"        ssl_certificate {cert};",
                 f"        ssl_certificate_key {key};",
-                f"        root {root};",
-                "        location / { try_files $uri /index.html; }",
-                f"        {DROP_400}",
-                "    }",
-                "    server {",
             ]
+            out += [f"        {LEGACY_TLS}"] if s.tls == "legacy" else []
+            out += [*_content(s, root), f"        {DROP_400}", "    }", "    server {"]
             out += [f"        listen {a}:80;" for a in s.addresses]
             out += [
                 f"        server_name {names};",
@@ -243,8 +283,7 @@ def nginx_conf(
             out += [f"        listen {a}:80;" for a in s.addresses]
             out += [
                 f"        server_name {names};",
-                f"        root {root};",
-                "        location / { try_files $uri /index.html; }",
+                *_content(s, root),
                 f"        {DROP_400}",
                 "    }",
             ]

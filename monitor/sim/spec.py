@@ -15,9 +15,13 @@ Nothing here may name an address outside 198.18.0.0/15: `WorldSpec.validate` ref
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from monitor.sim.netem import Burst, PathProfile
 
 # The only addresses the simulation may ever use (RFC 2544 benchmarking range).
 SIM_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
@@ -77,6 +81,9 @@ class Block:
     # Addresses that answer ICMP (ranges allowed); the rest is silent. A CIDR answers as a whole
     # (an AnyIP `local` route: cheap for benchmarks with many thousands of targets).
     answering: tuple[str, ...] = ()
+    # Addresses listed in the daemon's config that never answer (stale entries, as real
+    # configs have): silent like every non-answering address.
+    stale: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,21 @@ class Site:
     https: bool = False
     title: str = ""
     where: str = "dprk"  # "dprk" or "ctl"
+    # Seconds before the answer's first byte (nginx waits on an upstream that never connects).
+    delay: float = 0.0
+    # "modern", or "legacy": TLS 1.0 only with old RSA ciphers (as kcna.kp is reported to do).
+    tls: str = "modern"
+
+
+@dataclass(frozen=True)
+class FlakyHost:
+    """An answering host that comes and goes: present for `up` s, gone (silent) for `down` s,
+    starting `offset` s into its cycle when the world is built."""
+
+    address: str
+    up: float
+    down: float
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,14 @@ class WorldSpec:
     # (nothing forwards across it; the vantage's probes still leave only through its uplink).
     monitoring: bool = False
     monitoring_pool: str = "198.18.254.0/24"
+    # Links through the user-space delay line (monitor.sim.netem), by the far end of the core's
+    # link: an upstream key or "ctl". Empty: ideal paths (plain veth, no delay, no loss).
+    paths: Mapping[str, PathProfile] = field(default_factory=dict)
+    flaky: tuple[FlakyHost, ...] = ()
+    # Routers' ICMP error rate limit (net.ipv4.icmp_ratelimit, ms per destination); 0: off.
+    icmp_ratelimit: int = 0
+    profile: str = "ideal"  # a label: "ideal" or "realistic"
+    seed: int | None = None  # the delay line's random numbers (None: fresh each run)
 
     @property
     def blocks(self) -> tuple[Block, ...]:
@@ -189,6 +219,33 @@ class WorldSpec:
             if self.monitoring and ipaddress.IPv4Address(a) in mon_pool:
                 raise ValueError(f"address {a} lies in the monitoring pool {mon_pool}")
         keys = {u.key for u in self.upstreams}
+        for link, prof in self.paths.items():
+            if link not in keys and link != "ctl":
+                raise ValueError(f"path profile for {link!r}: not an upstream key nor 'ctl'")
+            prof.validate()
+        if not 0 <= self.icmp_ratelimit <= 60000:
+            raise ValueError("icmp_ratelimit is in ms: between 0 and 60000")
+        answering = {a for b in self.blocks for a in expand(b.answering)}
+        answering |= {a for s in self.sites for a in s.addresses}
+        answering |= {n.address for n in self.name_servers}
+        for b in self.blocks:
+            for a in expand(b.stale):
+                if not in_sim_range(a) or ipaddress.IPv4Address(a) not in ipaddress.IPv4Network(
+                    b.prefix
+                ):
+                    raise ValueError(f"stale address {a} is not inside its block {b.prefix}")
+                if a in answering:
+                    raise ValueError(f"stale address {a} also answers")
+        for fh in self.flaky:
+            if fh.address not in answering:
+                raise ValueError(f"flaky host {fh.address} is not an answering address")
+            if fh.up <= 0 or fh.down <= 0 or fh.offset < 0:
+                raise ValueError(f"flaky host {fh.address}: up and down must be > 0")
+        for s in (*self.sites, *self.controls.sites):
+            if s.tls not in ("modern", "legacy") or (s.tls == "legacy" and not s.https):
+                raise ValueError(f"site {s.names[0]}: tls must be 'modern' or 'legacy' (https)")
+            if not 0.0 <= s.delay <= 30.0:
+                raise ValueError(f"site {s.names[0]}: delay must be between 0 and 30 s")
         for u in self.upstreams:
             if not re.fullmatch(r"[a-z][a-z0-9]{1,10}", u.key) or u.key in (
                 "core",
@@ -323,3 +380,96 @@ def dprk(vantages: int = 1, withdrawn: str = "unreachable") -> WorldSpec:
         vantages=vantages,
         withdrawn=withdrawn,
     )
+
+
+# --- the realistic profile ----------------------------------------------------------------------
+
+# Per link: RTT through it, jitter (sd of each one-way delay as a fraction of it), independent
+# loss per direction, and Gilbert-Elliott bursts (a second of heavy loss every minute or two).
+REALISTIC_PATHS: dict[str, PathProfile] = {
+    # China Unicom ~250-350 ms RTT
+    "unicom": PathProfile(
+        rtt=0.300, jitter=0.15, loss=0.015, burst=Burst(every=60.0, length=0.4, loss=0.8)
+    ),
+    # TransTelecom ~350-450 ms
+    "ttk": PathProfile(
+        rtt=0.400, jitter=0.12, loss=0.02, burst=Burst(every=60.0, length=0.4, loss=0.8)
+    ),
+    # the satellite block ~600-700 ms
+    "satgate": PathProfile(
+        rtt=0.650, jitter=0.10, loss=0.025, burst=Burst(every=120.0, length=1.0, loss=0.9)
+    ),
+    # the control hosts stand for big anycast services near the vantage
+    "ctl": PathProfile(rtt=0.020, jitter=0.10),
+}
+# Unknown upstreams of a custom world get this one.
+REALISTIC_DEFAULT = PathProfile(
+    rtt=0.350, jitter=0.12, loss=0.02, burst=Burst(every=60.0, length=0.4, loss=0.8)
+)
+REALISTIC_STALE: dict[str, tuple[str, ...]] = {
+    "198.18.176.0/24": ("198.18.176.10", "198.18.176.62"),
+    "198.18.178.0/24": ("198.18.178.30",),
+}
+REALISTIC_FLAKY: tuple[FlakyHost, ...] = (
+    FlakyHost("198.18.176.61", up=240.0, down=90.0),
+    FlakyHost("198.18.178.170", up=420.0, down=180.0),
+)
+# site (first name) -> changes
+REALISTIC_SITES: dict[str, dict[str, object]] = {
+    "kcna.kp": {"https": True, "tls": "legacy"},
+    "rodong.rep.kp": {"delay": 1.5},
+    "vok.rep.kp": {"delay": 1.2},
+}
+
+
+def realistic(spec: WorldSpec | None = None, *, episodes_per_hour: float = 0.0) -> WorldSpec:
+    """`spec` (default: `dprk()`) on realistic paths with realistic hosts: delay lines on every
+    upstream and the controls (REALISTIC_PATHS), routers rate-limiting ICMP errors like the
+    kernel's defaults, withdrawn routes dropped silently, stale addresses in the config, hosts
+    coming and going, slow web sites and a TLS 1.0-only one (those three where the spec has the
+    blocks, hosts and sites named above). `episodes_per_hour` adds random congestion episodes
+    (for soaks; scheduled ones come from `World.episode`)."""
+    spec = spec or dprk()
+    keys = [u.key for u in spec.upstreams] + ["ctl"]
+    paths = {
+        k: dataclasses.replace(
+            spec.paths.get(k) or REALISTIC_PATHS.get(k, REALISTIC_DEFAULT),
+            episodes_per_hour=0.0 if k == "ctl" else episodes_per_hour,
+        )
+        for k in keys
+    }
+    answering = {a for b in spec.blocks for a in expand(b.answering)}
+    answering |= {a for s in spec.sites for a in s.addresses}
+    answering |= {n.address for n in spec.name_servers}
+    entities = tuple(
+        dataclasses.replace(
+            e,
+            blocks=tuple(
+                dataclasses.replace(
+                    b,
+                    stale=b.stale
+                    + tuple(a for a in REALISTIC_STALE.get(b.prefix, ()) if a not in answering),
+                )
+                for b in e.blocks
+            ),
+        )
+        for e in spec.entities
+    )
+    sites = tuple(
+        dataclasses.replace(s, **REALISTIC_SITES.get(s.names[0], {}))  # type: ignore[arg-type]
+        for s in spec.sites
+    )
+    flaky = spec.flaky + tuple(f for f in REALISTIC_FLAKY if f.address in answering)
+    return dataclasses.replace(
+        spec,
+        entities=entities,
+        sites=sites,
+        paths=paths,
+        flaky=flaky,
+        icmp_ratelimit=1000,
+        withdrawn="blackhole",
+        profile="realistic",
+    )
+
+
+PROFILES = ("ideal", "realistic")

@@ -113,6 +113,20 @@ class PingResult:
     received: int
     rtts: list[float] = field(default_factory=list)
     errors: list[IcmpMessage] = field(default_factory=list)  # unreachable etc.
+    rounds: list[int] = field(default_factory=list)  # which requests (0-based) got a reply
+
+    def lost_runs(self) -> list[int]:
+        """Lengths of the runs of consecutive unanswered requests (bursts of loss)."""
+        got = set(self.rounds)
+        runs, n = [], 0
+        for i in range(self.sent):
+            if i in got:
+                if n:
+                    runs.append(n)
+                n = 0
+            else:
+                n += 1
+        return runs + ([n] if n else [])
 
     @property
     def loss(self) -> float:
@@ -142,7 +156,7 @@ def ping_many(
     if count * len(dsts) > 0xFFFF:
         raise ValueError("at most 65535 echo requests per call")
     ident = random.randrange(1, 0xFFFF)
-    sent_at: dict[int, tuple[str, float]] = {}
+    sent_at: dict[int, tuple[str, float, int]] = {}
     res = {d: PingResult(sent=0, received=0) for d in dsts}
     expected = count * len(dsts)
     received = 0
@@ -160,7 +174,7 @@ def ping_many(
                 rounds += 1
                 for d in dsts:
                     seq += 1
-                    sent_at[seq] = (d, now)
+                    sent_at[seq] = (d, now, rounds - 1)
                     try:
                         s.sendto(_echo(ident, seq), (d, 0))
                     except OSError as e:  # e.g. ENETUNREACH: no route, nothing was sent
@@ -183,12 +197,13 @@ def ping_many(
                 msg = _parse(packet, ident, time.monotonic())
                 if msg is None or msg.seq not in sent_at:
                     continue
-                d, t_sent = sent_at[msg.seq]
+                d, t_sent, rnd = sent_at[msg.seq]
                 if msg.type == ICMP_ECHO_REPLY:
                     del sent_at[msg.seq]
                     received += 1
                     res[d].received += 1
                     res[d].rtts.append(msg.at - t_sent)
+                    res[d].rounds.append(rnd)
                 else:
                     res[d].errors.append(msg)
     return res

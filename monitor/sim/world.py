@@ -40,6 +40,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import ipaddress
 import itertools
 import os
@@ -57,14 +58,17 @@ from typing import Any, TypeVar
 
 import yaml
 
-from monitor.sim import audit, netns, servers, tools
-from monitor.sim.spec import Block, Site, WorldSpec, dprk, expand
+from monitor.sim import audit, netem, netns, servers, tools
+from monitor.sim.netem import Episode, PathProfile
+from monitor.sim.spec import PROFILES, Block, FlakyHost, Site, WorldSpec, dprk, expand, realistic
 
 T = TypeVar("T")
 
 REQUIRED_TOOLS = ("ip", "nft", "nginx", "knotd")
 WITHDRAWN_MODES = {"unreachable": "unreachable", "blackhole": "blackhole", "silent": "blackhole"}
 LOSS_TABLE = "dom_loss"
+HOSTS_TABLE = "dom_hosts"  # in dprk: the set of hosts that are gone (come-and-go hosts)
+SLOW_TABLE = "dom_slow"  # in dprk: drops nginx's connects to the never-connecting upstream
 BORDER_NAME = ("Star JV border", 131279)
 CORE_NAME = ("Internet core", None)
 
@@ -109,6 +113,8 @@ class _Faults:
     vantage_cut: set[int] = field(default_factory=set)
     vantage_withdrawn: dict[int, tuple[str, ...]] = field(default_factory=dict)
     loss: dict[str, float] = field(default_factory=dict)
+    hosts_gone: set[str] = field(default_factory=set)  # taken down by host_down()
+    paths: set[str] = field(default_factory=set)  # links whose profile or episodes changed
 
 
 def _wait_stopped(pid: int, timeout: float = 5.0) -> None:
@@ -225,6 +231,66 @@ class Flap:
         return not self.thread.is_alive()
 
 
+class _HostCycler:
+    """Hosts that come and go on a fixed cycle (`FlakyHost`), toggled from a thread: gone means
+    silently dropped on arrival in the dprk namespace. Hosts taken down by hand
+    (`World.host_down`) are left alone until `host_up`."""
+
+    def __init__(self, world: World, hosts: Sequence[FlakyHost]) -> None:
+        self.world = world
+        self.t0 = time.monotonic()
+        self.hosts: dict[str, FlakyHost] = {h.address: h for h in hosts}
+        self.present: dict[str, bool] = {h.address: True for h in hosts}  # all start there
+        self._wake = threading.Event()
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, name="sim-hosts", daemon=True)
+
+    @staticmethod
+    def state(h: FlakyHost, t: float) -> tuple[bool, float]:
+        """(present, seconds until the next change) at `t` seconds into the schedule."""
+        phase = (t + h.offset) % (h.up + h.down)
+        return (True, h.up - phase) if phase < h.up else (False, h.up + h.down - phase)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def add(self, h: FlakyHost) -> None:
+        self.hosts[h.address] = h
+        self.present.setdefault(h.address, True)
+        self._wake.set()
+
+    def remove(self, address: str) -> None:
+        self.hosts.pop(address, None)
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop:
+            t = time.monotonic() - self.t0
+            wait = 60.0
+            for addr, h in list(self.hosts.items()):
+                want, left = self.state(h, t)
+                wait = min(wait, left)
+                if addr in self.world._faults.hosts_gone or self.present.get(addr) == want:
+                    continue
+                try:
+                    with self.world._lock:
+                        if self.world._torn:
+                            return
+                        self.world._set_host(addr, want)
+                except Exception:  # the world is going away; nothing to keep up
+                    return
+                self.present[addr] = want
+                self.world.host_log.append((time.time(), addr, want))
+            self._wake.wait(max(0.01, wait))
+            self._wake.clear()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if threading.current_thread() is not self.thread and self.thread.is_alive():
+            self.thread.join(10)
+
+
 class World:
     """A built world. Use `with World.build() as w:`; teardown is also done at exit/SIGTERM."""
 
@@ -253,6 +319,10 @@ class World:
         self._routes_applied: dict[str, dict[str, str]] = {}
         self._servers: dict[str, _Server] = {}
         self._flap: Flap | None = None
+        self._netem: netem.DelayLines | None = None
+        self._hosts: _HostCycler | None = None
+        # (wall time, address, present) for every come-and-go toggle
+        self.host_log: list[tuple[float, str, bool]] = []
         self._torn = False
         self.links = self._plan_links()
         self._index_addresses()
@@ -307,6 +377,8 @@ class World:
                 key=ipaddress.IPv4Address,
             ):
                 self.hosts[a] = b.prefix
+        # configured addresses that never answer (realistic profile)
+        self.stale: dict[str, list[str]] = {b.prefix: expand(b.stale) for b in spec.blocks}
         # a few addresses of each block that never answer
         self.silent: dict[str, list[str]] = {}
         for b in spec.blocks:
@@ -385,11 +457,18 @@ class World:
         vantages: int | None = None,
         audit: bool = True,
         monitoring: bool = False,
+        profile: str | None = None,
     ) -> World:
         """Sweep leftovers, then build and start everything; on failure nothing is left.
-        `monitoring=True` adds the `mon` namespace linked to every vantage (see the module doc)."""
+        `monitoring=True` adds the `mon` namespace linked to every vantage (see the module doc).
+        `profile="realistic"` puts the world (default: `dprk()`) on realistic paths with
+        realistic hosts (`spec.realistic`); "ideal" (the default) leaves the spec as it is."""
         if spec is None:
             spec = dprk(vantages=vantages or 1)
+        if profile not in (None, *PROFILES):
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
+        if profile == "realistic" and spec.profile != "realistic":
+            spec = realistic(spec)
         if monitoring and not spec.monitoring:
             spec = dataclasses.replace(spec, monitoring=True)
         w = cls(spec, audit=audit)
@@ -431,7 +510,11 @@ class World:
         if self.audit:
             for role in self.roles:
                 self.nft(role, audit.rules())
+        self._hosts_table()
         self._start_servers()
+        if self.spec.flaky:
+            self._hosts = _HostCycler(self, self.spec.flaky)
+            self._hosts.start()
 
     def _sysctls(self, role: str) -> None:
         router = role in ("core", "border") or role in {u.key for u in self.spec.upstreams}
@@ -447,6 +530,12 @@ class World:
             "ipv4/icmp_msgs_burst": 100000,
             "ipv4/icmp_errors_use_inbound_ifaddr": 1,
         }
+        if router and self.spec.icmp_ratelimit:
+            # as real routers: ICMP errors (unreachable, time exceeded) rate-limited per
+            # destination (a burst of 6, then one per icmp_ratelimit ms) and overall
+            values["ipv4/icmp_ratelimit"] = self.spec.icmp_ratelimit
+            values["ipv4/icmp_msgs_per_sec"] = 1000
+            values["ipv4/icmp_msgs_burst"] = 50
 
         def write() -> None:
             for key, v in values.items():
@@ -458,10 +547,15 @@ class World:
     def _links_and_addresses(self) -> None:
         create: dict[str, list[str]] = {r: [] for r in self.roles}
         conf: dict[str, list[str]] = {r: ["link set lo up"] for r in self.roles}
+        delayed: dict[str, Link] = {}
         for ln in self.links.values():
-            create[ln.a].append(
-                f"link add {ln.a_if} type veth peer name {ln.b_if} netns {self.ns[ln.b]}"
-            )
+            key = self._path_key(ln)
+            if key is not None:
+                delayed[key] = ln  # a TUN pair through the delay line instead of a veth pair
+            else:
+                create[ln.a].append(
+                    f"link add {ln.a_if} type veth peer name {ln.b_if} netns {self.ns[ln.b]}"
+                )
             plen = ipaddress.IPv4Network(ln.net).prefixlen
             conf[ln.a] += [f"addr add {ln.a_addr}/{plen} dev {ln.a_if}", f"link set {ln.a_if} up"]
             conf[ln.b] += [f"addr add {ln.b_addr}/{plen} dev {ln.b_if}", f"link set {ln.b_if} up"]
@@ -489,8 +583,41 @@ class World:
             )
         for role in self.roles:
             netns.ip_batch(self.ns[role], create[role])
+        if delayed:
+            self._start_delay_lines(delayed)
         for role in self.roles:
             netns.ip_batch(self.ns[role], conf[role])
+
+    def _path_key(self, ln: Link) -> str | None:
+        """The `spec.paths` key of a link that goes through the delay line, else None."""
+        if ln.a == "core" and ln.b in self.spec.paths:
+            return ln.b
+        return None
+
+    def _start_delay_lines(self, delayed: Mapping[str, Link]) -> None:
+        """Open a TUN device at each end of every delayed link (each inside its namespace) and
+        hand them to one forwarder process (monitor.sim.netem); the world keeps no copy."""
+        fds: dict[str, tuple[int, int]] = {}
+        try:
+            for key, ln in delayed.items():
+                fa = self.call_in(ln.a, functools.partial(netem.open_tun, ln.a_if), timeout=10)
+                try:
+                    fb = self.call_in(ln.b, functools.partial(netem.open_tun, ln.b_if), timeout=10)
+                except BaseException:
+                    os.close(fa)
+                    raise
+                fds[key] = (fa, fb)
+            self._netem = netem.DelayLines(
+                lambda argv, **kw: self.popen("core", argv, **kw),
+                fds,
+                {k: self.spec.paths[k] for k in fds},
+                seed=self.spec.seed,
+                log=str(self.tmpdir / "netem.log"),
+            )
+        finally:
+            for pair in fds.values():
+                for fd in pair:
+                    os.close(fd)
 
     def _start_servers(self) -> None:
         import trustme  # test dependency: only needed when a world is built
@@ -509,7 +636,9 @@ class World:
                 (root / "index.html").write_text(servers.site_page(s), encoding="utf-8")
                 docroots[s.names[0]] = str(root)
                 if s.https:
-                    cert = ca.issue_cert(*s.names)
+                    # TLS 1.0's RSA key exchange needs an RSA key
+                    kt = trustme.KeyType.RSA if s.tls == "legacy" else trustme.KeyType.ECDSA
+                    cert = ca.issue_cert(*s.names, key_type=kt)
                     cpath, kpath = prefix / f"{s.names[0]}.crt", prefix / f"{s.names[0]}.key"
                     cert.cert_chain_pems[0].write_to_path(str(cpath))
                     for extra in cert.cert_chain_pems[1:]:
@@ -520,6 +649,8 @@ class World:
             conf.write_text(
                 servers.nginx_conf(str(prefix), list(sites), certs, docroots), encoding="utf-8"
             )
+            if any(s.delay > 0 for s in sites):
+                self.nft(where, servers.slow_rules(SLOW_TABLE))
             self._servers[f"web-{where}"] = _Server(
                 self,
                 f"nginx-{where}",
@@ -560,6 +691,27 @@ class World:
         for srv in self._servers.values():
             srv.wait_ready()
 
+    def _hosts_table(self) -> None:
+        """The set of DPRK hosts that are gone (silently dropped on arrival)."""
+        self.nft(
+            "dprk",
+            f"table ip {HOSTS_TABLE}\ndelete table ip {HOSTS_TABLE}\n"
+            f"table ip {HOSTS_TABLE} {{\n  set gone {{ type ipv4_addr; }}\n"
+            "  chain pre {\n    type filter hook prerouting priority -5; policy accept;\n"
+            "    ip daddr @gone drop\n  }\n}\n",
+        )
+
+    def _set_host(self, address: str, present: bool) -> None:
+        verb = "delete" if present else "add"
+        p = self.exec(
+            "dprk",
+            ["nft", verb, "element", "ip", HOSTS_TABLE, "gone", f"{{ {address} }}"],
+            timeout=10,
+        )
+        # deleting an absent element is fine: the host is there
+        if p.returncode != 0 and not (present and "No such file" in p.stderr):
+            raise netns.NetnsError(f"nft {verb} element {address}: {p.stderr.strip()}")
+
     def _web_ready(self, role: str, sites: list[Site]) -> Callable[[], bool]:
         endpoints = sorted({(a, 443 if s.https else 80) for s in sites for a in s.addresses})
 
@@ -585,6 +737,11 @@ class World:
         self._torn = True
         if self._flap is not None:
             self._flap.stop()
+        if self._hosts is not None:
+            self._hosts.stop()
+        if self._netem is not None:
+            with contextlib.suppress(Exception):
+                self._netem.close()
         procs, self._procs = self._procs, []
         for p in procs:
             self._signal(p, signal.SIGCONT)
@@ -970,6 +1127,170 @@ class World:
 
         return self._fault("clear_loss", {"where": where}, apply)
 
+    # --- realistic paths: profiles and episodes on the delay lines -------------------------------
+
+    def _lines(self, link: str) -> netem.DelayLines:
+        if self._netem is None or link not in self._netem.names:
+            have = ", ".join(self._netem.names) if self._netem else "none"
+            raise KeyError(
+                f"link {link!r} has no delay line (have: {have}); build with "
+                "profile='realistic' or a spec whose `paths` names it"
+            )
+        return self._netem
+
+    @property
+    def path_links(self) -> list[str]:
+        """The links with a delay line: upstream keys and/or "ctl"."""
+        return list(self._netem.names) if self._netem else []
+
+    def path_profile(
+        self, link: str, profile: PathProfile | None = None, **changes: Any
+    ) -> PathProfile:
+        """The link's current profile; with `profile` and/or field `changes` (e.g.
+        `loss=0.05`), replace it at once (packets already queued keep their times)."""
+        lines = self._lines(link)
+        if profile is None and not changes:
+            return lines.profile(link)
+        new = dataclasses.replace(profile or lines.profile(link), **changes)
+        new.validate()
+
+        def apply() -> None:
+            lines.set_profile(link, new)
+            self._faults.paths.add(link)
+
+        self._fault("path_profile", {"link": link, **new.to_json()}, apply)
+        return new
+
+    def episode(
+        self,
+        link: str,
+        duration: float,
+        *,
+        rtt_factor: float = 1.0,
+        loss: float = 0.0,
+        ramp_up: float = 0.0,
+        ramp_down: float = 0.0,
+        start: float = 0.0,
+        label: str = "scheduled",
+    ) -> FaultRecord:
+        """An episode on `link` starting `start` s from now: RTT scaled by up to `rtt_factor`
+        and up to `loss` added per direction, ramping up over `ramp_up` s and down over the last
+        `ramp_down` s of `duration`. Episodes overlap freely (factors multiply)."""
+        ep = Episode(duration, rtt_factor, loss, ramp_up, ramp_down, start)
+        ep.validate()
+        lines = self._lines(link)
+
+        def apply() -> None:
+            lines.add_episode(link, ep, label)
+            self._faults.paths.add(link)
+
+        return self._fault(
+            "episode", {"link": link, "label": label, **dataclasses.asdict(ep)}, apply
+        )
+
+    def congestion(
+        self,
+        link: str,
+        duration: float = 180.0,
+        rtt_factor: float = 2.5,
+        loss: float = 0.08,
+        ramp: float = 20.0,
+        start: float = 0.0,
+    ) -> FaultRecord:
+        """A congestion episode (defaults: 3 minutes, RTT x2.5, 8 % loss, 20 s ramps)."""
+        ramp = min(ramp, duration / 2)
+        return self.episode(
+            link,
+            duration,
+            rtt_factor=rtt_factor,
+            loss=loss,
+            ramp_up=ramp,
+            ramp_down=ramp,
+            start=start,
+            label="congestion",
+        )
+
+    def loss_ramp(self, link: str, to: float, duration: float, hold: float = 0.0) -> FaultRecord:
+        """Loss rising linearly to `to` over `duration` s, held `hold` s, then gone."""
+        return self.episode(link, duration + hold, loss=to, ramp_up=duration, label="loss_ramp")
+
+    def clear_episodes(self, link: str | None = None) -> FaultRecord:
+        """End every episode on `link` (default: every link) at once."""
+        links = [link] if link is not None else self.path_links
+
+        def apply() -> None:
+            for ln in links:
+                self._lines(ln).clear_episodes(ln)
+
+        return self._fault("clear_episodes", {"link": link}, apply)
+
+    def path_stats(self) -> dict[str, Any]:
+        """Per link: profile, conditions now, per-direction counters (packets, dropped, sent,
+        scheduling error `late` in seconds), episodes begun (wall times), the forwarder's CPU."""
+        return self._netem.stats() if self._netem else {}
+
+    @property
+    def delay_line_pid(self) -> int | None:
+        return self._netem.pid if self._netem else None
+
+    # --- realistic hosts: hosts that come and go ---------------------------------------------
+
+    def host_down(self, address: str) -> FaultRecord:
+        """An answering DPRK host goes away (silent: packets to it are dropped on arrival)."""
+        if address not in self.hosts:
+            raise KeyError(f"{address} is not an answering host")
+
+        def apply() -> None:
+            self._set_host(address, False)
+            self._faults.hosts_gone.add(address)
+
+        return self._fault("host_down", {"address": address}, apply)
+
+    def host_up(self, address: str) -> FaultRecord:
+        def apply() -> None:
+            self._faults.hosts_gone.discard(address)
+            present = True
+            if self._hosts is not None and address in self._hosts.hosts:
+                h = self._hosts.hosts[address]
+                present = _HostCycler.state(h, time.monotonic() - self._hosts.t0)[0]
+                self._hosts.present[address] = present
+            self._set_host(address, present)
+
+        return self._fault("host_up", {"address": address}, apply)
+
+    def schedule_host(
+        self, address: str, up: float, down: float, offset: float = 0.0
+    ) -> FaultRecord:
+        """The host comes and goes from now on: present `up` s, gone `down` s (cycle starting
+        `offset` s in). `unschedule_host` stops it (and brings it back)."""
+        if address not in self.hosts:
+            raise KeyError(f"{address} is not an answering host")
+        if up <= 0 or down <= 0 or offset < 0:
+            raise ValueError("up and down must be > 0, offset >= 0")
+
+        def apply() -> None:
+            if self._hosts is None:
+                self._hosts = _HostCycler(self, [])
+                self._hosts.start()
+            # the cycle is counted from the cycler's start: shift so it begins now
+            t = time.monotonic() - self._hosts.t0
+            shift = (offset - t) % (up + down)
+            self._hosts.add(FlakyHost(address, up, down, shift))
+
+        return self._fault(
+            "schedule_host", {"address": address, "up": up, "down": down, "offset": offset}, apply
+        )
+
+    def unschedule_host(self, address: str) -> FaultRecord:
+        def apply() -> None:
+            if self._hosts is not None:
+                self._hosts.remove(address)
+                self._hosts.present.pop(address, None)
+            if address not in self._faults.hosts_gone:
+                self._set_host(address, True)
+
+        return self._fault("unschedule_host", {"address": address}, apply)
+
     def cut_vantage_uplink(self, vantage: int = 0) -> FaultRecord:
         """The vantage's provider goes away: the core's end of its link is set down, so the
         vantage keeps its route but every packet vanishes (probes time out)."""
@@ -1069,6 +1390,19 @@ class World:
                 netns.ip_batch(self.ns[f"vantage{v}"], ["neigh flush dev core"], force=True)
             for role in list(f.loss):
                 self.nft(role, f"table ip {LOSS_TABLE}\ndelete table ip {LOSS_TABLE}\n")
+            for addr in list(f.hosts_gone):
+                f.hosts_gone.discard(addr)
+                cyc = self._hosts
+                if cyc is not None and addr in cyc.hosts:
+                    present = _HostCycler.state(cyc.hosts[addr], time.monotonic() - cyc.t0)[0]
+                    cyc.present[addr] = present
+                    self._set_host(addr, present)
+                else:
+                    self._set_host(addr, True)
+            if self._netem is not None:
+                for link in f.paths:
+                    self._netem.clear_episodes(link)
+                    self._netem.set_profile(link, self.spec.paths[link])
             self._faults = _Faults()
             self._sync_routes()
             for s in self._servers.values():
@@ -1127,6 +1461,8 @@ class World:
             cidrs = [c for b in e.blocks for c in b.answering if "/" in c]
             covered = {a for c in cidrs for a in expand([c])}
             ent["icmp"] = cidrs + [a for a in self.hosts if inside(a) and a not in covered]
+            # stale entries: in the config, never answering
+            ent["icmp"] += [a for b in e.blocks for a in expand(b.stale)]
             sites = [s for s in spec.sites if inside(s.addresses[0])]
             nss = [n for n in spec.name_servers if inside(n.address)]
             tcp = [f"{n.address}:53" for n in nss]
@@ -1192,11 +1528,27 @@ class World:
             lines.append(f"  monitoring addresses (scraped from mon): {', '.join(mon)}")
         for prefix, (ent, up) in self.blocks.items():
             n = sum(1 for b in self.hosts.values() if b == prefix)
-            lines.append(f"  {prefix:<18} {ent:<12} via {up:<8} {n} answering hosts")
+            stale = f", {len(self.stale[prefix])} stale" if self.stale.get(prefix) else ""
+            lines.append(f"  {prefix:<18} {ent:<12} via {up:<8} {n} answering hosts{stale}")
+        lines.append(f"  profile: {self.spec.profile}")
+        for link, p in self.spec.paths.items():
+            burst = (
+                f", bursts {p.burst.length:g}s of {p.burst.loss:.0%} every ~{p.burst.every:g}s"
+                if p.burst
+                else ""
+            )
+            lines.append(
+                f"  path core-{link}: RTT +{p.rtt * 1000:g} ms, jitter {p.jitter:.0%}, loss "
+                f"{p.loss:.1%}/direction{burst}"
+            )
+        for fh in self.spec.flaky:
+            lines.append(f"  comes and goes: {fh.address} (up {fh.up:g}s, gone {fh.down:g}s)")
         for site in (*self.spec.sites, *self.spec.controls.sites):
             scheme = "https" if site.https else "http"
             names = site.names if verbose else site.names[:1]
             more = "" if verbose or len(site.names) == 1 else f" (+{len(site.names) - 1} names)"
+            more += " (TLS 1.0 only)" if site.tls == "legacy" else ""
+            more += f" (answers after {site.delay:g}s)" if site.delay else ""
             lines.append(f"  {scheme}://{' '.join(names)}{more} at {' '.join(site.addresses)}")
         lines.append(f"  name servers: {self.dns_servers}")
         lines.append(f"  controls: {self.controls}")
