@@ -12,10 +12,18 @@ Semantics (the contract the tests pin):
   DNS_ERROR naming the bad reply (the server is there but speaks nonsense); if nothing came at
   all, TIMEOUT.
 - A reply with TC set (and matching the query) is retried over TCP within the same deadline.
-- Judging: rcode must equal `expect_rcode`, and with `expect_answer` a NOERROR reply must carry
-  answers; else DNS_ERROR with the rcode in the detail.
+- Judging: rcode must equal `expect_rcode`, and with `expect_answer` a NOERROR reply must
+  answer the question: an RRset in the answer section with the question's name, class and type,
+  reached directly or through a chain of CNAMEs starting at the question's name (at most
+  `MAX_CHAIN` links). A CNAME chain that leaves the answer section before reaching the type also
+  counts: that is how an authoritative server answers for a name aliased out of its zone (RFC
+  1034 4.3.2), and the alias is about our name. For type ANY, any RRset owned by the name
+  counts. Records about other names or of other types answer nothing: DNS_ERROR saying what the
+  answer held instead. A wrong rcode is DNS_ERROR with the rcode in the detail.
+- A name, type or rcode dnspython refuses (config validation rejects them too) is a failed
+  probe, reason OTHER, naming dnspython's objection: never an exception.
 - `extra`: `rcode`, `answers` (records in the answer section), `aa`, `transport` (udp/tcp) and
-  `soa_serial` when the answer holds an SOA.
+  `soa_serial` when the RRset answering the question is an SOA.
 """
 
 from __future__ import annotations
@@ -34,11 +42,16 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
+from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.SOA import SOA
 
 from monitor.probes.base import DnsTarget, Kind, ProbeResult, Reason, Target, now, wrong_kind
 from monitor.probes.tcp import classify_oserror
+
+MAX_CHAIN = 8  # CNAME links followed inside one answer section (dnspython's own limit is 16)
 
 
 class _BadReply(Exception):
@@ -77,12 +90,17 @@ class DnsProber:
     async def probe(self, target: Target, timeout: float) -> ProbeResult:
         if not isinstance(target, DnsTarget):
             return wrong_kind(target, Kind.DNS)
-        # Bad names/types/rcodes are configuration errors, validated in config.py: these raise.
-        q = dns.message.make_query(dns.name.from_text(target.name), target.type)
-        expect = dns.rcode.from_text(target.expect_rcode)
+        started = now()
+        try:
+            # Config validation rejects what dnspython refuses; this keeps a probe from raising
+            # should anything slip through (a name that is text to YAML, escapes, IDNA, ...).
+            q = dns.message.make_query(dns.name.from_text(target.name), target.type)
+            expect = dns.rcode.from_text(target.expect_rcode)
+        except Exception as e:
+            detail = f"cannot build the query: {type(e).__name__}: {e}"
+            return ProbeResult.failure(target, started, Reason.OTHER, detail[:300])
         where = str(target.server)
         seen = _Seen()
-        started = now()
         t0 = time.perf_counter()
         deadline = asyncio.timeout(timeout)
         try:
@@ -172,16 +190,57 @@ def _judge(
         "aa": bool(r.flags & dns.flags.AA),
         "transport": transport,
     }
-    for rrset in r.answer:
-        if rrset.rdtype == dns.rdatatype.SOA and len(rrset) > 0:
-            soa = rrset[0]
-            if isinstance(soa, SOA):
-                extra["soa_serial"] = soa.serial
-            break
+    match = _answering(r) if r.question else None
+    if match is not None and match.rdtype == dns.rdatatype.SOA and len(match) > 0:
+        soa = match[0]
+        if isinstance(soa, SOA):
+            extra["soa_serial"] = soa.serial
     if rcode != expect:
         detail = f"rcode {extra['rcode']}, expected {dns.rcode.to_text(expect)}"
         return ProbeResult.failure(target, started, Reason.DNS_ERROR, detail, extra)
-    if target.expect_answer and rcode == dns.rcode.NOERROR and extra["answers"] == 0:
-        detail = f"no {target.type} records in the answer"
-        return ProbeResult.failure(target, started, Reason.DNS_ERROR, detail, extra)
+    if target.expect_answer and rcode == dns.rcode.NOERROR:
+        if extra["answers"] == 0:
+            detail = f"no {target.type} records in the answer"
+            return ProbeResult.failure(target, started, Reason.DNS_ERROR, detail, extra)
+        if match is None:
+            question = r.question[0] if r.question else None
+            asked = (
+                f"{question.name} {dns.rdatatype.to_text(question.rdtype)}"
+                if question is not None
+                else f"{target.name} {target.type}"
+            )
+            held = ", ".join(
+                f"{rrset.name} {dns.rdataclass.to_text(rrset.rdclass)} "
+                f"{dns.rdatatype.to_text(rrset.rdtype)}"
+                for rrset in r.answer[:3]
+            )
+            more = ", ..." if len(r.answer) > 3 else ""
+            detail = f"the answer does not answer {asked}: it holds {held}{more}"
+            return ProbeResult.failure(target, started, Reason.DNS_ERROR, detail[:300], extra)
     return ProbeResult.success(target, started, rtt, extra)
+
+
+def _answering(r: dns.message.Message) -> dns.rrset.RRset | None:
+    """The RRset of the answer section that answers the (single) question, if any: the
+    question's name, class and type, directly or at the end of a CNAME chain from the name;
+    else the chain's last CNAME when the chain leaves the section; else None (also for a
+    CNAME loop or a chain longer than MAX_CHAIN)."""
+    question = r.question[0]
+    name, rdclass, rdtype = question.name, question.rdclass, question.rdtype
+    if rdtype == dns.rdatatype.ANY:
+        return next((x for x in r.answer if x.name == name and x.rdclass == rdclass), None)
+    last_cname: dns.rrset.RRset | None = None
+    for _ in range(MAX_CHAIN + 1):
+        found = r.get_rrset(r.answer, name, rdclass, rdtype)
+        if found is not None:
+            return found
+        if rdtype == dns.rdatatype.CNAME:
+            break
+        cname = r.get_rrset(r.answer, name, rdclass, dns.rdatatype.CNAME)
+        if cname is None or len(cname) == 0 or not isinstance(cname[0], CNAME):
+            break
+        last_cname = cname
+        name = cname[0].target
+    else:
+        return None  # a loop, or a chain longer than MAX_CHAIN: broken, not an answer
+    return last_cname

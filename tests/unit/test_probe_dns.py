@@ -5,10 +5,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from dataclasses import dataclass, field
 
+import dns.flags
+import dns.message
+import dns.rrset
 import pytest
 
-from monitor.probes.base import DnsTarget, Reason
+from monitor.probes.base import DnsTarget, ProbeResult, Reason, TcpTarget
 from monitor.probes.dns import DnsProber
 from tests.unit.dnsserver import FakeDnsServer, running
 
@@ -162,3 +166,97 @@ async def test_ipv6_server(ipv6_loopback: bool) -> None:
     async with running(host="::1") as srv:
         res = await DnsProber().probe(target(srv), timeout=2.0)
     assert res.ok, res
+
+
+# -- an answer must answer the question -------------------------------------------------------
+
+
+@dataclass
+class ScriptedServer(FakeDnsServer):
+    """A FakeDnsServer whose NOERROR answer section is the given records (zone-file lines)."""
+
+    records: list[str] = field(default_factory=list)
+
+    def answer(self, query: dns.message.Message) -> dns.message.Message:
+        r = dns.message.make_response(query)
+        r.flags |= dns.flags.AA
+        for line in self.records:
+            name, rdtype, rdata = line.split(" ", 2)
+            r.answer.append(dns.rrset.from_text(name, 300, "IN", rdtype, rdata))
+        return r
+
+
+async def scripted(records: list[str], name: str = "kp", rdtype: str = "SOA") -> ProbeResult:
+    """Probe a server that answers every query with `records` (NOERROR)."""
+    srv = await ScriptedServer(records=records).start()
+    try:
+        t = DnsTarget(LOOPBACK, name, type=rdtype, port=srv.port)
+        return await DnsProber().probe(t, timeout=2.0)
+    finally:
+        await srv.stop()
+
+
+SOA_DATA = "ns1.kptc.kp. root.kptc.kp. 7 3600 900 604800 86400"
+
+
+@pytest.mark.parametrize(
+    ("records", "detail"),
+    [
+        (["kp. A 175.45.176.1"], "the answer does not answer kp. SOA: it holds kp. IN A"),
+        (
+            [f"elsewhere. SOA {SOA_DATA}"],
+            "the answer does not answer kp. SOA: it holds elsewhere. IN SOA",
+        ),
+        (
+            ["a.kp. A 1.2.3.4", "b.kp. A 1.2.3.5", "c.kp. A 1.2.3.6", "d.kp. A 1.2.3.7"],
+            "the answer does not answer kp. SOA: it holds a.kp. IN A, b.kp. IN A, c.kp. IN A, ...",
+        ),
+    ],
+)
+async def test_noerror_with_unrelated_records_is_dns_error(records: list[str], detail: str) -> None:
+    """A NOERROR answer holding only records of another name or type is DNS_ERROR, saying so."""
+    res = await scripted(records)
+    assert (res.ok, res.reason, res.detail) == (False, Reason.DNS_ERROR, detail)
+    assert "soa_serial" not in res.extra
+
+
+async def test_unrelated_soa_does_not_set_the_serial() -> None:
+    """soa_serial comes from the SOA answering the question, not from another name's SOA."""
+    res = await scripted(
+        [f"elsewhere. SOA {SOA_DATA.replace(' 7 ', ' 99 ')}", f"kp. SOA {SOA_DATA}"]
+    )
+    assert res.ok, res
+    assert res.extra["soa_serial"] == 7
+
+
+@pytest.mark.parametrize(
+    ("records", "ok"),
+    [
+        (["www.kp. CNAME web.kp.", "web.kp. A 175.45.176.71"], True),  # a chain to the type
+        (["www.kp. CNAME web.kp.", "web.kp. CNAME srv.kp.", "srv.kp. A 175.45.176.71"], True),
+        (["www.kp. CNAME www.elsewhere."], True),  # aliased out of the zone: the chain is it
+        (["www.kp. CNAME web.kp.", "web.kp. AAAA ::1"], True),  # chain leaves at web.kp A
+        (["web.kp. CNAME www.kp.", "other.kp. A 175.45.176.71"], False),  # not from our name
+        (["www.kp. CNAME a.kp.", "a.kp. CNAME www.kp."], False),  # a loop
+    ],
+)
+async def test_cname_chains_from_the_question_name(records: list[str], ok: bool) -> None:
+    """A CNAME chain from the question's name answers it; records off the chain do not."""
+    res = await scripted(records, name="www.kp", rdtype="A")
+    assert res.ok is ok, res
+
+
+@pytest.mark.parametrize("name", ["a\\999.kp", "ü" * 60 + ".kp", "a..kp", "x" * 64 + ".kp"])
+async def test_names_dnspython_refuses_are_failed_probes(name: str) -> None:
+    """A name dnspython cannot encode is a failed probe (other), not an exception; no query sent."""
+    async with running() as srv:
+        res = await DnsProber().probe(DnsTarget(LOOPBACK, name, port=srv.port), timeout=1.0)
+        assert (res.ok, res.reason) == (False, Reason.OTHER), res
+        assert res.detail.startswith("cannot build the query: ")
+        assert srv.queries == []
+
+
+async def test_a_target_of_another_kind_is_a_failed_probe() -> None:
+    """Given a TCP target, probe() returns a failed `other` result instead of raising."""
+    res = await DnsProber().probe(TcpTarget(LOOPBACK, 53), 1.0)
+    assert (res.ok, res.reason) == (False, Reason.OTHER)

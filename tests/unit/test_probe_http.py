@@ -450,7 +450,11 @@ def test_on_site_upgrade_to_https_on_443_is_followed(
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         site_cert.configure_cert(ctx)
         seen = Site(port=443)
-        ctx.sni_callback = lambda _obj, name, _ctx: seen.sni.append(name)  # type: ignore[assignment,func-returns-value,return-value]
+
+        def on_sni(_obj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+            seen.sni.append(name)
+
+        ctx.sni_callback = on_sni
         runners = []
         for port, tls in ((8080, None), (443, ctx)):
             runner = web.AppRunner(build_app(seen), access_log=None)
