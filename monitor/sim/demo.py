@@ -38,12 +38,22 @@ SCRIPT: list[tuple[str, str, str]] = [
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `dprk-monitor demo` (cli.py may call this on its sub-parser)."""
-    p.add_argument("--interval", default="2s", help="the daemon's probing interval (default 2s)")
+    p.add_argument(
+        "--interval",
+        default=None,
+        help="the daemon's probing interval (default 2s; 6s with --realistic)",
+    )
     p.add_argument(
         "--phase",
         type=float,
         default=None,
         help="seconds between two steps of the replay (default: 6 intervals)",
+    )
+    p.add_argument(
+        "--realistic",
+        action="store_true",
+        help="realistic paths and hosts: ~300-650 ms RTT, jitter, 1-3 %% loss per direction, "
+        "stale and come-and-go hosts, slow and TLS 1.0-only web sites, silent blackouts",
     )
 
 
@@ -121,7 +131,9 @@ def run_demo(
     if why:
         print(why, file=sys.stderr)
         return 2
-    interval_text = str(getattr(args, "interval", "2s"))
+    realistic = bool(getattr(args, "realistic", False))
+    # realistic RTTs (up to ~0.7 s) and slow sites (1.5 s) need a timeout of seconds
+    interval_text = str(getattr(args, "interval", None) or ("6s" if realistic else "2s"))
     try:
         interval = parse_duration(interval_text)
     except ValueError as e:
@@ -135,7 +147,7 @@ def run_demo(
 
     print("building the simulated Internet (network namespaces, 198.18.0.0/15 only)...", file=out)
     try:
-        with World.build() as world:
+        with World.build(profile="realistic" if realistic else None) as world:
             cfg = world.tmpdir / "demo.yaml"
             # Every detection duration shrinks with the interval (scenarios.scaled_config), so
             # the compressed replay is judged as the real one would be at the defaults.
