@@ -27,6 +27,11 @@ Semantics (documented here because detection and the dashboards depend on them):
   gives that time (BGP message time), the earliest withdrawal of the storm (within
   `storm_window` before it) and the number of peers that withdrew. It ends when the ratio is
   back at or above the threshold.
+- Memory stays bounded over months (`Visibility.refresh`, run every ping interval): a route
+  withdrawn longer ago than `recent` keeps only its withdrawal time (ratios, `known` and
+  repeated withdrawals are unchanged), and a peer whose last route went away longer ago than
+  `forget_after` (default 2 x `recent`) is forgotten, except the `max(1, min_peers)` most recent
+  per prefix, so a long total outage stays 0.0. Announcing peers are never evicted for silence.
 - While the websocket is down nothing is learned; the state is kept as it was (RIS Live does
   not replay the gap). `RisLiveClient.connected` / `last_message_time` say how fresh it is.
 """

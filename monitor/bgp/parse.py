@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from dataclasses import dataclass
@@ -35,11 +36,16 @@ def normalise_host(host: str) -> str:
     return short
 
 
+# RIS Live repeats the same few prefixes and peers in every message; parsing them is most of the
+# per-message cost (ipaddress is slow). Results are immutable, the caches bounded LRUs (junk can
+# only push entries out), and failures (ValueError) are not cached.
+@functools.lru_cache(maxsize=4096)
 def normalise_peer(peer: str) -> str:
     """Peer address in canonical form (RIS and RIPEstat spell IPv6 differently)."""
     return ipaddress.ip_address(peer.strip()).compressed
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_prefix(text: str) -> IPNetwork:
     """A prefix, host bits tolerated (RIS writes `2605:de00:bb:0:0:0:0:0/48`)."""
     return ipaddress.ip_network(text.strip(), strict=False)

@@ -1,11 +1,39 @@
-"""Per-prefix BGP visibility state (pure: no I/O); see the package docstring for semantics."""
+"""Per-prefix BGP visibility state (pure: no I/O); the package docstring has the semantics.
+
+Every count is kept up to date as messages arrive instead of being re-tallied from all routes
+(a withdrawal storm of 1,200 peers x 4 /24s re-tallied 4,800 routes twice per message). Each
+prefix of interest has a `_Scope`: each watched prefix W, and each announced prefix P inside
+one (the /24s). A scope holds the peers that see it now and, for the others it knows of, when
+their last route into it went away, in a list sorted by that time; so "peers that withdrew since
+`now - recent`" is one binary search for any `now`, and the earliest withdrawal of a storm is
+the first entry after `t - storm_window`. A message updates the scopes of the prefixes it names
+and, per watched prefix it falls in, recomputes that one peer's standing from the more-specific
+scopes: O(more-specifics), independent of the number of peers.
+
+Memory over months (`prune`, run by `refresh`):
+
+- A withdrawn route older than `recent` no longer counts in any denominator, so its `Route`
+  (path, origin, peer AS) is dropped; the scopes keep only the peer and its withdrawal time, so
+  `known` counts, a repeated withdrawal (not new: it keeps the old time) and a snapshot (does
+  not resurrect it) behave exactly as if the route were still stored.
+- Those entries go too once older than `forget_after` (default 2 x `recent`): such a peer is
+  forgotten as if its session had gone down. Each scope keeps its `max(1, min_peers)` most
+  recent ones whatever their age, so a total outage longer than that still reads 0.0, never
+  unknown. With `recent=None` (denominator since start) nothing is evicted.
+
+Peers that still announce are never evicted for being quiet: BGP sends nothing while a route is
+stable, so months of silence is the normal state of a route that is up.
+"""
 
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import math
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -71,16 +99,70 @@ class PrefixStatus:
     detail: Mapping[str, SpecificView]
 
 
-@dataclass(slots=True)
-class _Tally:
-    seeing: set[PeerKey]
-    recent: set[PeerKey]
-    last: dict[PeerKey, float]  # when each peer last saw the prefix (now if it still does)
+# Sorts before every real (time, peer) entry with the same time: probes the sorted lists.
+_FIRST_PEER: PeerKey = ("", "")
 
-    def ratio(self, min_peers: int = 1) -> float | None:
-        if len(self.last) < max(1, min_peers):
-            return None
-        return len(self.seeing) / len(self.recent) if self.recent else 0.0
+
+@dataclass(slots=True)
+class _Scope:
+    """The peers known for one prefix (watched, or one announced inside a watched one)."""
+
+    seeing: set[PeerKey] = field(default_factory=set)
+    gone: dict[PeerKey, float] = field(default_factory=dict)  # not seeing: last route gone at
+    order: list[tuple[float, PeerKey]] = field(default_factory=list)  # `gone`, sorted by time
+    origins: collections.Counter[Origin] = field(default_factory=collections.Counter)
+
+    def known(self) -> int:
+        return len(self.seeing) + len(self.gone)
+
+    def put(self, peer: PeerKey, gone_at: float | None) -> None:
+        """The peer sees the prefix (`gone_at` None), or its last route into it went then."""
+        old = self.gone.pop(peer, None)
+        if old is not None:
+            del self.order[bisect_left(self.order, (old, peer))]
+        if gone_at is None:
+            self.seeing.add(peer)
+        else:
+            self.seeing.discard(peer)
+            self.gone[peer] = gone_at
+            insort(self.order, (gone_at, peer))
+
+    def drop(self, peer: PeerKey) -> bool:
+        """Forget the peer; whether it was known."""
+        old = self.gone.pop(peer, None)
+        if old is not None:
+            del self.order[bisect_left(self.order, (old, peer))]
+            return True
+        if peer in self.seeing:
+            self.seeing.remove(peer)
+            return True
+        return False
+
+    def gone_since(self, t: float) -> int:
+        """Peers not seeing it whose last route went away at or after `t`."""
+        return len(self.order) - bisect_left(self.order, (t, _FIRST_PEER))
+
+    def first_gone_since(self, t: float) -> float | None:
+        """The earliest such time at or after `t`."""
+        i = bisect_left(self.order, (t, _FIRST_PEER))
+        return self.order[i][0] if i < len(self.order) else None
+
+    def forget_before(self, t: float, keep: int) -> None:
+        """Forget peers gone before `t`, but keep the `keep` most recent gone ones."""
+        n = min(bisect_left(self.order, (t, _FIRST_PEER)), len(self.order) - keep)
+        if n > 0:
+            for _, peer in self.order[:n]:
+                del self.gone[peer]
+            del self.order[:n]
+
+    def count(self, origin: Origin | None, delta: int) -> None:
+        if origin is None:
+            return
+        n = self.origins[origin] + delta
+        if n > 0:
+            self.origins[origin] = n
+        else:
+            del self.origins[origin]
 
 
 def _net(prefix: str | IPNetwork) -> IPNetwork:
@@ -95,7 +177,7 @@ class Visibility:
     """Per watched prefix and per collector peer: announced or withdrawn, since when.
 
     Times are epoch seconds: BGP message timestamps for state changes, the caller's wall clock
-    for `now` (only used for the `recent` window).
+    for `now` (the `recent` window, and eviction in `refresh`/`prune`).
     """
 
     def __init__(
@@ -106,6 +188,7 @@ class Visibility:
         threshold: float = 0.5,
         storm_window: float = 600.0,
         min_peers: int = 1,
+        forget_after: float | None = None,
     ) -> None:
         self.watched: tuple[IPNetwork, ...] = tuple(dict.fromkeys(_net(w) for w in watched))
         self.recent = recent
@@ -114,11 +197,24 @@ class Visibility:
         # Fewer known peers than this: ratio None. At start-up without a snapshot, the first
         # message may come from one peer; 0/1 must not read as "withdrawn everywhere".
         self.min_peers = min_peers
+        # Age after which a withdrawn peer is forgotten (None: 2 x recent; inf: never).
+        if recent is None:
+            self.forget_after = math.inf
+        else:
+            self.forget_after = 2 * recent if forget_after is None else forget_after
+            if not self.forget_after >= recent:
+                raise ValueError("forget_after must be at least recent")
         self._routes: dict[IPNetwork, dict[PeerKey, Route]] = {}
-        self._inside: dict[IPNetwork, set[IPNetwork]] = {w: set() for w in self.watched}
         self._by_peer: dict[PeerKey, set[IPNetwork]] = {}
+        self._watch: dict[IPNetwork, _Scope] = {w: _Scope() for w in self.watched}
+        self._specific: dict[IPNetwork, _Scope] = {}  # every announced prefix with a known peer
+        # Watched prefix -> the scopes of the announced prefixes inside it (iterated per message).
+        self._inside: dict[IPNetwork, dict[IPNetwork, _Scope]] = {w: {} for w in self.watched}
         self._containers: dict[IPNetwork, tuple[IPNetwork, ...]] = {}
         self._episodes: dict[IPNetwork, Withdrawal] = {}
+        # (withdrawn since, tie-break, peer, prefix): routes to drop once older than `recent`.
+        self._expiry: list[tuple[float, int, PeerKey, IPNetwork]] = []
+        self._seq = itertools.count()
 
     # mapping
 
@@ -152,19 +248,36 @@ class Visibility:
         *,
         seed: bool = False,
     ) -> tuple[IPNetwork, ...]:
+        """Update one route and its prefix's scope; the watched prefixes it falls in (whose
+        standing of `peer` the caller then recomputes with `_restand`)."""
         owners = self.watched_for(prefix)
         if not owners:
             return ()
-        per_peer = self._routes.setdefault(prefix, {})
-        route = per_peer.get(peer)
+        per_peer = self._routes.get(prefix)
+        route = per_peer.get(peer) if per_peer is not None else None
+        scope = self._specific.get(prefix)
         if route is None:
-            route = per_peer[peer] = Route(announced, t, t)
+            # Known withdrawn, its Route evicted: still withdrawn since then (exactly as if the
+            # Route had been kept), which a snapshot must not override either.
+            evicted = scope.gone.get(peer) if scope is not None else None
+            if seed and evicted is not None:
+                return ()
+            route = Route(announced, t, t) if evicted is None else Route(False, evicted, evicted)
+            self._routes.setdefault(prefix, {})[peer] = route
             self._by_peer.setdefault(peer, set()).add(prefix)
-            for w in owners:
-                self._inside[w].add(prefix)
+            if scope is None:
+                scope = self._specific[prefix] = _Scope()
+                for w in owners:
+                    self._inside[w][prefix] = scope
+            fresh = True
         elif seed:  # a snapshot never overrides what the live feed said
             return ()
-        elif route.announced != announced:
+        else:
+            fresh = False
+        assert scope is not None
+        was = route.origin if route.announced else None
+        flipped = route.announced != announced
+        if flipped:
             route.announced, route.since = announced, t
         route.updated = t
         if announced:
@@ -172,7 +285,31 @@ class Visibility:
             route.path, route.origin = path, origin_of(path)
             if upd is not None:
                 route.peer_asn = upd.peer_asn
+        elif fresh or flipped:
+            heapq.heappush(self._expiry, (route.since, next(self._seq), peer, prefix))
+        now_origin = route.origin if route.announced else None
+        if was != now_origin:
+            scope.count(was, -1)
+            scope.count(now_origin, +1)
+        scope.put(peer, None if route.announced else route.since)
         return owners
+
+    def _restand(self, peer: PeerKey, w: IPNetwork) -> None:
+        """Recompute `peer`'s standing in watched `w` from its more-specifics' scopes: it sees
+        `w` if it sees any of them, else its last route into `w` went at the latest of their
+        times (the same rule as for one prefix, over routes into `w`)."""
+        gone_at: float | None = None
+        for s in self._inside[w].values():
+            if peer in s.seeing:
+                self._watch[w].put(peer, None)
+                return
+            g = s.gone.get(peer)
+            if g is not None and (gone_at is None or g > gone_at):
+                gone_at = g
+        if gone_at is None:
+            self._watch[w].drop(peer)
+        else:
+            self._watch[w].put(peer, gone_at)
 
     def apply(self, msg: Update | PeerState) -> set[IPNetwork]:
         """Apply a parsed message; return the watched prefixes it touched."""
@@ -186,6 +323,8 @@ class Visibility:
                 touched.update(self._set(msg.peer, p, msg.time, False, msg))
             for p in msg.announced:
                 touched.update(self._set(msg.peer, p, msg.time, True, msg))
+            for w in touched:
+                self._restand(msg.peer, w)
         for w in touched:
             self._evaluate(w, msg.time)
         return touched
@@ -204,79 +343,115 @@ class Visibility:
 
     def peer_down(self, peer: PeerKey) -> set[IPNetwork]:
         """Forget a peer whose collector session went down (not a DPRK withdrawal)."""
-        touched: set[IPNetwork] = set()
         for prefix in self._by_peer.pop(peer, set()):
-            per_peer = self._routes.get(prefix, {})
-            per_peer.pop(peer, None)
-            owners = self.watched_for(prefix)
-            touched.update(owners)
+            per_peer = self._routes[prefix]
+            route = per_peer.pop(peer)
             if not per_peer:
-                self._routes.pop(prefix, None)
-                for w in owners:
-                    self._inside[w].discard(prefix)
-        return touched
+                del self._routes[prefix]
+            if route.announced:
+                self._specific[prefix].count(route.origin, -1)
+        # Also where only its withdrawal time is left (Route evicted): a handful of scopes.
+        for prefix, scope in list(self._specific.items()):
+            if scope.drop(peer) and not scope.known():
+                self._drop_specific(prefix)
+        return {w for w, scope in self._watch.items() if scope.drop(peer)}
+
+    def _drop_specific(self, prefix: IPNetwork) -> None:
+        del self._specific[prefix]
+        for w in self.watched_for(prefix):
+            self._inside[w].pop(prefix, None)
 
     def seed(self, routes: Iterable[SeedRoute], t: float) -> set[IPNetwork]:
         """Routes from a snapshot, as announced at `t`, only where nothing is known yet."""
         touched: set[IPNetwork] = set()
+        standing: set[tuple[PeerKey, IPNetwork]] = set()
         for r in routes:
             upd = Update(t, r.peer, None, r.path, origin_of(r.path), (r.prefix,), ())
-            touched.update(self._set(r.peer, r.prefix, t, True, upd, seed=True))
+            for w in self._set(r.peer, r.prefix, t, True, upd, seed=True):
+                touched.add(w)
+                standing.add((r.peer, w))
+        for peer, w in standing:
+            self._restand(peer, w)
         for w in touched:
             self._evaluate(w, t)
         return touched
 
+    def prune(self, now: float) -> None:
+        """Drop what no longer counts (see the module docstring): Routes withdrawn longer ago
+        than `recent`, then peers gone longer ago than `forget_after`. Ratios do not change."""
+        if self.recent is None:
+            return
+        cutoff = now - self.recent
+        while self._expiry and self._expiry[0][0] < cutoff:
+            since, _, peer, prefix = heapq.heappop(self._expiry)
+            per_peer = self._routes.get(prefix, {})
+            route = per_peer.get(peer)
+            if route is None or route.announced or route.since != since:
+                continue  # announced again, or gone with its peer: this entry is stale
+            del per_peer[peer]
+            if not per_peer:
+                del self._routes[prefix]
+            prefixes = self._by_peer[peer]
+            prefixes.discard(prefix)
+            if not prefixes:
+                del self._by_peer[peer]
+        if math.isinf(self.forget_after):
+            return
+        forget, keep = now - self.forget_after, max(1, self.min_peers)
+        for scope in self._watch.values():
+            scope.forget_before(forget, keep)
+        for prefix, scope in list(self._specific.items()):
+            scope.forget_before(forget, keep)
+            if not scope.known():
+                self._drop_specific(prefix)
+
     # queries
 
-    def _tally(self, prefixes: Iterable[IPNetwork], now: float) -> _Tally:
-        seeing: set[PeerKey] = set()
-        last: dict[PeerKey, float] = {}
-        for p in prefixes:
-            for peer, r in self._routes.get(p, {}).items():
-                if r.announced:
-                    seeing.add(peer)
-                    last[peer] = now
-                elif peer not in seeing:
-                    last[peer] = max(last.get(peer, -math.inf), r.since)
-        horizon = -math.inf if self.recent is None else now - self.recent
-        recent = {peer for peer, t in last.items() if peer in seeing or t >= horizon}
-        return _Tally(seeing, recent, last)
+    def _horizon(self, now: float) -> float:
+        return -math.inf if self.recent is None else now - self.recent
 
-    def _watched_tally(self, prefix: str | IPNetwork, now: float) -> _Tally:
+    def _counts(self, scope: _Scope, now: float) -> tuple[int, int, int]:
+        seeing = len(scope.seeing)
+        return seeing, seeing + scope.gone_since(self._horizon(now)), scope.known()
+
+    def _ratio(self, scope: _Scope, now: float) -> float | None:
+        if scope.known() < max(1, self.min_peers):
+            return None
+        seeing, recent, _ = self._counts(scope, now)
+        return seeing / recent if recent else 0.0
+
+    def _watched(self, prefix: str | IPNetwork) -> tuple[IPNetwork, _Scope]:
         w = _net(prefix)
-        if w not in self._inside:
+        scope = self._watch.get(w)
+        if scope is None:
             raise KeyError(f"{w} is not a watched prefix")
-        return self._tally(self._inside[w], now)
+        return w, scope
 
     def ratio(self, prefix: str | IPNetwork, now: float) -> float | None:
         """Peers seeing the watched prefix now / peers that saw it recently; None: none known."""
-        return self._watched_tally(prefix, now).ratio(self.min_peers)
+        return self._ratio(self._watched(prefix)[1], now)
 
     def counts(self, prefix: str | IPNetwork, now: float) -> tuple[int, int, int]:
         """(seeing now, seen recently, ever known) peers of a watched prefix."""
-        t = self._watched_tally(prefix, now)
-        return len(t.seeing), len(t.recent), len(t.last)
+        return self._counts(self._watched(prefix)[1], now)
 
     def detail(self, prefix: str | IPNetwork, now: float) -> dict[str, SpecificView]:
         """Per announced prefix inside the watched one (the /24s): who sees it."""
         out: dict[str, SpecificView] = {}
-        for p in sorted(self._inside[_net(prefix)], key=lambda n: (n.network_address, n.prefixlen)):
-            t = self._tally((p,), now)
-            routes = self._routes.get(p, {})
-            origins = frozenset(
-                r.origin for r in routes.values() if r.announced and r.origin is not None
-            )
-            ratio = t.ratio(self.min_peers)
-            out[str(p)] = SpecificView(str(p), len(t.seeing), len(t.recent), ratio, origins)
+        w = self._watched(prefix)[0]
+        inside = self._inside[w]
+        for p in sorted(inside, key=lambda n: (n.network_address, n.prefixlen)):
+            s = inside[p]
+            seeing, recent, _ = self._counts(s, now)
+            ratio = self._ratio(s, now)
+            out[str(p)] = SpecificView(str(p), seeing, recent, ratio, frozenset(s.origins))
         return out
 
     def origins(self, prefix: str | IPNetwork) -> collections.Counter[Origin]:
         """Origin AS of current routes into the watched prefix, counted per (peer, route)."""
         c: collections.Counter[Origin] = collections.Counter()
-        for p in self._inside[_net(prefix)]:
-            for r in self._routes.get(p, {}).values():
-                if r.announced and r.origin is not None:
-                    c[r.origin] += 1
+        for s in self._inside[self._watched(prefix)[0]].values():
+            c.update(s.origins)
         return c
 
     def withdrawal(self, prefix: str | IPNetwork) -> Withdrawal | None:
@@ -289,48 +464,73 @@ class Visibility:
         return None if ep is None else (ep.time, ep.peers)
 
     def route(self, peer: PeerKey, prefix: str | IPNetwork) -> Route | None:
-        """What `peer` last said about exactly `prefix`."""
-        return self._routes.get(_net(prefix), {}).get(peer)
+        """What `peer` last said about exactly `prefix`. After eviction only the withdrawal
+        time is left: a withdrawn Route without path, `updated` set to that time."""
+        net = _net(prefix)
+        route = self._routes.get(net, {}).get(peer)
+        if route is None:
+            scope = self._specific.get(net)
+            since = scope.gone.get(peer) if scope is not None else None
+            if since is not None:
+                return Route(False, since, since)
+        return route
 
     def peers(self) -> int:
-        """Peers with any route state."""
-        return len(self._by_peer)
+        """Peers with any stored state (a route, or a remembered withdrawal)."""
+        known: set[PeerKey] = set(self._by_peer)
+        for scope in itertools.chain(self._watch.values(), self._specific.values()):
+            known.update(scope.seeing)
+            known.update(scope.gone)
+        return len(known)
+
+    def stored(self) -> int:
+        """Per-peer entries held (routes, scope entries, eviction queue): what bounds memory."""
+        scopes = itertools.chain(self._watch.values(), self._specific.values())
+        return (
+            sum(len(r) for r in self._routes.values())
+            + sum(s.known() for s in scopes)
+            + len(self._expiry)
+        )
 
     def status(self, prefix: str | IPNetwork, now: float) -> PrefixStatus:
         """A summary for the API: ratio, counts, episode, origins, per-/24 detail."""
-        w = _net(prefix)
-        t = self._watched_tally(w, now)
+        w, scope = self._watched(prefix)
+        seeing, recent, known = self._counts(scope, now)
         return PrefixStatus(
             prefix=str(w),
-            ratio=t.ratio(self.min_peers),
-            seeing=len(t.seeing),
-            recent=len(t.recent),
-            known=len(t.last),
+            ratio=self._ratio(scope, now),
+            seeing=seeing,
+            recent=recent,
+            known=known,
             withdrawal=self._episodes.get(w),
             origins=dict(self.origins(w)),
             detail=self.detail(w, now),
         )
 
     def refresh(self, now: float) -> None:
-        """Re-evaluate episodes as the `recent` window moves (peers age out of it)."""
+        """Re-evaluate episodes as the `recent` window moves (peers age out of it), and drop
+        what no longer counts (`prune`)."""
+        self.prune(now)
         for w in self.watched:
             self._evaluate(w, now)
 
     def _evaluate(self, w: IPNetwork, t: float) -> None:
-        tally = self._tally(self._inside[w], t)
-        r = tally.ratio(self.min_peers)
+        scope = self._watch[w]
+        r = self._ratio(scope, t)
         if r is None:
             return  # nothing known (e.g. every peer's session went down): keep what we had
         if r >= self.threshold:
             if self._episodes.pop(w, None) is not None:
                 log.info("bgp_visibility_recovered", prefix=str(w), ratio=r)
             return
-        gone = tally.recent - tally.seeing
+        horizon = self._horizon(t)
+        gone = scope.gone_since(horizon)  # recent peers that do not see it now
         ep = self._episodes.get(w)
         if ep is None:
-            storm = [tally.last[p] for p in gone if tally.last[p] >= t - self.storm_window]
-            ep = Withdrawal(time=t, first=min(storm, default=t), peers=len(gone), ratio=r)
-            log.info("bgp_withdrawal", prefix=str(w), ratio=r, peers=len(gone), first=ep.first)
+            # The storm: withdrawals of those peers within storm_window before now.
+            first = scope.first_gone_since(max(horizon, t - self.storm_window))
+            ep = Withdrawal(time=t, first=t if first is None else first, peers=gone, ratio=r)
+            log.info("bgp_withdrawal", prefix=str(w), ratio=r, peers=gone, first=ep.first)
         else:
-            ep = Withdrawal(time=ep.time, first=ep.first, peers=len(gone), ratio=r)
+            ep = Withdrawal(time=ep.time, first=ep.first, peers=gone, ratio=r)
         self._episodes[w] = ep
