@@ -38,6 +38,8 @@ lint: venv
 test: deps venv lint
 	$(SUDO) env REQUIRE_NETNS=$${REQUIRE_NETNS:-1} REQUIRE_TOOLS=$${REQUIRE_TOOLS:-1} PATH="$$PATH" $(BIN)/python -m pytest -ra tests; \
 	rc=$$?; if [ $$rc = 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+	# schemathesis over the API of a daemon on loopback, with more examples than the unit run.
+	ST_MAX_EXAMPLES=$${ST_MAX_EXAMPLES:-200} $(BIN)/python -m pytest -q tests/unit/test_openapi.py -k schemathesis
 
 unit: venv
 	$(BIN)/python -m pytest -ra tests/unit

@@ -70,19 +70,22 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_outages(args: argparse.Namespace) -> int:
-    from monitor.events import EventStore, render_csv, render_table
+    from monitor.events import EventStore, StoreError, render_csv, render_table
 
     cfg = _load(args.config)
     if cfg is None:
         return 1
-    store = EventStore(cfg.state_dir, readonly=True)
+    if args.import_file is not None:
+        return _import_outages(cfg, args)
     try:
-        events = store.query(since=args.since, until=args.until, entity=args.entity)
-    except ValueError as e:
+        store = EventStore(cfg.state_dir, readonly=True)
+        try:
+            events = store.query(since=args.since, until=args.until, entity=args.entity)
+        finally:
+            store.close()
+    except (ValueError, StoreError) as e:
         print(f"dprk-monitor: {e}", file=sys.stderr)
         return 1
-    finally:
-        store.close()
     if args.format == "json":
         import json
 
@@ -91,6 +94,41 @@ def cmd_outages(args: argparse.Namespace) -> int:
         sys.stdout.write(render_csv(events))
     else:
         sys.stdout.write(render_table(events))
+    return 0
+
+
+def _import_outages(cfg: config_mod.Config, args: argparse.Namespace) -> int:
+    """`outages --import FILE`: every entry checked first (nothing is written if one is bad),
+    then upserted by id; safe while the daemon runs, and to repeat."""
+    from monitor.events import EventStore, StoreError, parse_export
+
+    if args.since or args.until or args.entity or args.format != "table":
+        print("dprk-monitor: --import takes no --since/--until/--entity/--format", file=sys.stderr)
+        return 1
+    name = args.import_file
+    try:
+        if name == "-":
+            text = sys.stdin.read()
+        else:
+            with open(name, encoding="utf-8") as f:
+                text = f.read()
+        events = parse_export(text, name)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        print(f"dprk-monitor: {e}", file=sys.stderr)
+        return 1
+    try:
+        store = EventStore(cfg.state_dir)
+    except StoreError as e:
+        print(f"dprk-monitor: {e}", file=sys.stderr)
+        return 1
+    try:
+        result = store.import_events(events)
+    except StoreError as e:
+        print(f"dprk-monitor: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{name}: {len(events)} events: {result}")
     return 0
 
 
@@ -126,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="ISO 8601 time")
     p.add_argument("--entity")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument(
+        "--import",
+        dest="import_file",
+        metavar="FILE",
+        help="re-import a JSON export (the --format json output or GET /api/v1/outages; - for "
+        "stdin) into the log, idempotent by event id; safe while the daemon runs",
+    )
     p.set_defaults(func=cmd_outages)
 
     p = sub.add_parser("demo", help="replay the June 2025 blackout in a simulated DPRK (root)")

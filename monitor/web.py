@@ -6,37 +6,60 @@ one with a series per target (`target_up`) is streamed from its buffer in slices
 yielding to the loop after each. Rendering it all in a thread did not suffice: with the GIL, a
 long render starves the loop all the same, and so does sending the whole body in one loop step
 (bench/bench_scale.py).
+
+The event log's routes (`/`, `/api/v1/outages[/{id}]`) never read the log on the loop: each
+query runs in the store's reader threads (`EventStore.*_async`, `render_page`, `render_all`);
+an export without `limit` is streamed in chunks of DEFAULT_LIMIT events, each read and
+rendered in a thread. `/api/v1/openapi.json` describes every /api/v1 route (monitor/openapi.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import json
+import time
 from collections.abc import Callable
 from typing import Protocol
 
+import structlog
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from monitor.detect.model import JSON
+from monitor.events import LATEST, MAX_LIMIT, EventStore, Query, StoreError
 from monitor.metrics import Metrics
+from monitor.openapi import document as openapi_document
+
+log = structlog.get_logger("monitor.web")
 
 
 class Api(Protocol):
-    """What the API routes read (implemented by the daemon)."""
+    """What the status routes read (implemented by the daemon)."""
 
     def status(self) -> dict[str, object]: ...
 
-    def outages(
-        self, since: str | None, until: str | None, entity: str | None, fmt: str
-    ) -> tuple[str, str]:
-        """Return (content type, body)."""
-        ...
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _limit(value: str | None) -> int | None:
+    if value is None:
+        return None
+    # Digits only: int() would also take " 5", "+5" and other scripts' digits.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_LIMIT:
+        raise ValueError(f"limit: must be an integer from 1 to {MAX_LIMIT}")
+    return int(value)
 
 
 def make_app(
-    metrics: Metrics, ready: Callable[[], bool], api: Api | None = None
+    metrics: Metrics,
+    ready: Callable[[], bool],
+    api: Api | None = None,
+    events: EventStore | None = None,
 ) -> web.Application:
+    """The app. With `api`: the status page and /api/v1/status; with `events` too, the event
+    log's routes, each query run in the store's reader threads (never on the loop)."""
     app = web.Application()
     # One render at a time: concurrent scrapes share the thread instead of piling up.
     render_lock = asyncio.Lock()
@@ -74,32 +97,93 @@ def make_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if api is None:
+        return app
+    a = api
 
-    if api is not None:
-        a = api
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response(a.status())
 
-        async def status(request: web.Request) -> web.Response:
-            return web.json_response(a.status())
-
-        async def outages(request: web.Request) -> web.Response:
-            q = request.query
-            fmt = q.get("format", "json")
-            if fmt not in ("json", "csv"):
-                return web.json_response({"error": "format must be json or csv"}, status=400)
+    async def index(request: web.Request) -> web.Response:
+        doc = a.status()
+        latest: list[JSON] = []
+        if events is not None:
+            now = time.time()
             try:
-                ctype, body = a.outages(q.get("since"), q.get("until"), q.get("entity"), fmt)
-            except ValueError as e:
-                return web.json_response({"error": str(e)}, status=400)
-            return web.Response(text=body, content_type=ctype)
+                latest = [ev.to_api(now) for ev in await events.latest_async(LATEST)]
+            except StoreError as e:  # the page still shows the entities
+                log.warning("status page without events", error=str(e))
+        return web.Response(text=status_page(doc, latest), content_type="text/html")
 
-        async def index(request: web.Request) -> web.Response:
-            doc = a.status()
-            _, body = a.outages(None, None, None, "json")
-            return web.Response(text=status_page(doc, json.loads(body)), content_type="text/html")
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
 
-        app.router.add_get("/", index)
-        app.router.add_get("/api/v1/status", status)
-        app.router.add_get("/api/v1/outages", outages)
+    app.router.add_get("/", index)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    if events is None:
+        return app
+    store = events
+
+    async def outages(request: web.Request) -> web.StreamResponse:
+        q = request.query
+        fmt = q.get("format", "json")
+        try:
+            if fmt not in ("json", "csv"):
+                raise ValueError("format: must be json or csv")
+            query = Query.parse(q.get("since"), q.get("until"), q.get("entity"), q.get("cursor"))
+            limit = _limit(q.get("limit"))
+        except ValueError as e:
+            return _error(400, str(e))
+        ctype = "text/csv" if fmt == "csv" else "application/json"
+        now = time.time()
+        if limit is not None:
+            try:
+                body, nxt = await store.render_page(query, limit, fmt, now)
+            except StoreError as e:
+                return _error(503, str(e))
+            headers = {}
+            if nxt is not None:
+                headers["X-Next-Cursor"] = nxt
+                headers["Link"] = f'<{request.rel_url.update_query(cursor=nxt)}>; rel="next"'
+            return web.Response(text=body, content_type=ctype, headers=headers)
+        # No limit: everything, in chunks read and rendered off the loop as the client takes
+        # them (the old contract: the whole list in one body).
+        chunks = store.render_all(query, fmt, now)
+        try:
+            first = await anext(chunks)
+        except StoreError as e:
+            return _error(503, str(e))
+        resp = web.StreamResponse(headers={"Content-Type": f"{ctype}; charset=utf-8"})
+        await resp.prepare(request)
+        try:
+            await resp.write(first.encode())
+            async for chunk in chunks:
+                await resp.write(chunk.encode())
+            await resp.write_eof()
+        except (StoreError, ConnectionResetError) as e:
+            # Headers are out: all that is left is to end the body short, so that the client
+            # sees an error rather than a list that looks whole.
+            log.warning("outages export ended early", error=str(e))
+            if request.transport is not None:
+                request.transport.close()
+        finally:
+            await chunks.aclose()
+        return resp
+
+    async def outage(request: web.Request) -> web.Response:
+        event_id = request.match_info["id"]
+        try:
+            ev = await store.get_async(event_id)
+        except StoreError as e:
+            return _error(503, str(e))
+        if ev is None:
+            return _error(404, f"no event with id {event_id!r}")
+        return web.json_response(ev.to_api(time.time()))
+
+    app.router.add_get("/api/v1/outages", outages)
+    # `.+`: an id is matched whole, even one holding an (escaped) slash: a 404 in JSON.
+    app.router.add_get("/api/v1/outages/{id:.+}", outage)
     return app
 
 
@@ -113,7 +197,8 @@ _COLOURS = {
 
 
 def status_page(status: dict[str, object], events: list[dict[str, object]]) -> str:
-    """A plain HTML page for people: each entity's state and the latest outage events."""
+    """A plain HTML page for people: each entity's state and the latest outage events (as
+    given: newest first, at most LATEST shown)."""
     esc = html.escape
     rows = []
     for ent in status.get("entities", []):  # type: ignore[attr-defined]
@@ -125,7 +210,7 @@ def status_page(status: dict[str, object], events: list[dict[str, object]]) -> s
             f"<td>{esc(str(ent['since']))}</td></tr>"
         )
     evrows = []
-    for ev in events[-20:][::-1]:
+    for ev in events[:LATEST]:
         evrows.append(
             "<tr>"
             + "".join(

@@ -337,15 +337,15 @@ def test_committed_event_survives_kill_9_and_is_resumed(tmp_path: Path) -> None:
     the detector resumes it and closes it (same id) when the entity answers again."""
     code = textwrap.dedent(_WRITER).format(start=T0, start_iso=iso(T0))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, env=env
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == b"saved"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == b"saved"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
     store = EventStore(tmp_path)
