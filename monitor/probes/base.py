@@ -154,7 +154,7 @@ def now() -> float:
 
 def wrong_kind(target: Target, expected: Kind) -> ProbeResult:
     """The result of handing a prober a target of another kind (a wiring bug, contained)."""
-    detail = f"a {target.kind} target was given to the {expected} prober"
+    detail = f"{target.kind} target given to the {expected} prober"
     return ProbeResult.failure(target, now(), Reason.OTHER, detail)
 
 

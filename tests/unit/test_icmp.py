@@ -824,4 +824,4 @@ def test_probe_and_start_contain_a_target_of_another_kind() -> None:
 
     for r in asyncio.run(body()):
         assert (r.ok, r.reason) == (False, Reason.OTHER)
-        assert r.detail == "a tcp target was given to the icmp prober"
+        assert r.detail == "tcp target given to the icmp prober"

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from monitor.probes.base import Reason, TcpTarget
+from monitor.probes.base import IcmpTarget, Reason, TcpTarget
 from monitor.probes.tcp import SYN_LIMIT, TcpProber, classify_oserror
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
@@ -107,3 +107,10 @@ async def test_close_is_idempotent() -> None:
     prober = TcpProber()
     await prober.close()
     await prober.close()
+
+
+async def test_a_target_of_another_kind_is_a_failed_probe() -> None:
+    """Given an ICMP target, probe() returns a failed `other` result instead of raising."""
+    res = await TcpProber().probe(IcmpTarget(ipaddress.ip_address("127.0.0.1")), 1.0)
+    assert (res.ok, res.reason) == (False, Reason.OTHER)
+    assert res.detail == "icmp target given to the tcp prober"
