@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -78,8 +78,8 @@ def peers(n: int) -> list[tuple[str, str]]:
 
 
 def frame(
-    host: str, peer: str, ts: float, announce: list[str] = (), withdraw: list[str] = ()
-) -> str:  # type: ignore[assignment]
+    host: str, peer: str, ts: float, announce: Sequence[str] = (), withdraw: Sequence[str] = ()
+) -> str:
     """One RIS Live `ris_message` UPDATE, as text on the wire."""
     data: dict[str, Any] = {
         "timestamp": ts,
