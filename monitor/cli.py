@@ -12,10 +12,16 @@ from monitor import config as config_mod
 
 
 def _load(path: str) -> config_mod.Config | None:
+    """The configuration, or None after printing why not as one line (callers exit 1, or 78)."""
     try:
         return config_mod.load(path)
     except config_mod.ConfigError as e:
         print(e, file=sys.stderr)
+        return None
+    except Exception as e:
+        # A validator bug must still give one line and a config exit status, not a traceback.
+        detail = " ".join(f"{type(e).__name__}: {e}".split())
+        print(f"{path}:0: cannot validate ({detail}); please report this", file=sys.stderr)
         return None
 
 

@@ -1,45 +1,112 @@
 """The YAML configuration: parsed into typed, frozen dataclasses and validated.
 
-Every error names the file, the line, the key path and the reason, e.g.
+Every error names the file, the line, the key path and the reason, on one line, e.g.
 `config.yaml:12: probing.interval: expected a duration like 500ms, 30s or 5m, got '30'`.
 Unknown keys are errors, so that a typo never silently falls back to a default.
+
+What `check-config` accepts, `run` can run: numbers are finite and under sanity caps, strings
+hold no control characters, DNS names and URLs are the ones the probers can send (validated with
+the same libraries and calls), nesting is bounded, and so is the total number of targets.
+
+Each section's allowed keys and defaults are its dataclass' fields; a converter table per section
+names how each key is read, and `_check_table` refuses (at import) a field without a converter.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+import unicodedata
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import dns.exception
+import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import yaml
+from yarl import URL
 
-from monitor.detect.params import DetectionParams
-from monitor.probes.base import DnsTarget, HttpTarget, IcmpTarget, IPAddress, TcpTarget
+from monitor.detect.params import DetectionParams, duration_fields
+from monitor.probes.base import (
+    DnsTarget,
+    HttpTarget,
+    IcmpTarget,
+    IPAddress,
+    Target,
+    TcpTarget,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_CONFIG = "config/dprk.yaml"
+# The entity label of control probes (entity names cannot start with `_`); metrics.py re-exports it.
+CONTROLS = "_controls"
+
 # A CIDR or range in a target list expands to at most this many addresses: a typo like /8
 # must not turn the monitor into a scanner.
 MAX_EXPANSION = 65536
+# All targets together (entities and controls). bench/bench_scale.py measured 100,000 targets at
+# 169 MiB RSS and 23 % of a core; 2.6 M, accepted before this cap, took 493 MiB against the unit's
+# MemoryMax=512M. Twice the measured scale keeps RSS near 300 MiB, inside the unit's limit.
+MAX_TARGETS = 200_000
+
+# Sanity caps. Beyond them a value is a typo (a unit forgotten, a digit too many), and some
+# values past them hang or crash the daemon: an infinite interval made the scheduler spin,
+# an infinite max_rate raised in the rate limiter.
+# The ICMP engine measured 63,000 probes/s on one core (docs/BENCHMARKS.md): above 100,000/s the
+# budget can never be the limit, and it is no longer a politeness budget.
+MAX_RATE = 100_000.0
+# A budget under one probe per 100 s is a typo; near zero the limiter's waits overflow to inf.
+MIN_RATE = 0.01
+# One round a day is the slowest watch that still means "monitoring".
+MAX_INTERVAL = 86_400.0
+# The probers' deadlines: a reply later than a minute is as good as lost.
+MAX_TIMEOUT = 60.0
+# HTTP bodies are counted, not kept, but a cap above 64 MiB per probe is a typo.
+MAX_BODY = 64 * 1024 * 1024
+# detection.* durations: the longest window any of them plausibly wants is a month.
+MAX_DETECTION_DURATION = 30 * 86_400.0
+# detection.* numbers (counts, factors, seconds of RTT): a million is beyond any sane setting.
+MAX_DETECTION_NUMBER = 1_000_000
+# YAML nesting: a configuration is 5 levels deep; PyYAML's composer recurses and 249 levels of
+# `[` exhausted Python's stack.
+MAX_DEPTH = 64
+# Linux PATH_MAX (with its NUL) and NAME_MAX.
+_PATH_MAX = 4095
+_NAME_MAX = 255
+
+# Characters no configuration string may hold: control characters (C0, DEL, C1: NUL breaks
+# paths, a newline breaks names, labels and log lines), line and paragraph separators, and
+# unpaired surrogates (unencodable).
+_BAD_CATEGORIES = {
+    "Cc": "the control character",
+    "Zl": "the line break",
+    "Zp": "the line break",
+    "Cs": "the unpaired surrogate",
+}
+# What str.splitlines() splits on: kept out of every message so that an error is one line.
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
 
 
 class ConfigError(Exception):
-    """A configuration problem, rendered as `PATH:LINE: key.path: reason`."""
+    """A configuration problem, rendered as `PATH:LINE: key.path: reason` on one line."""
 
     def __init__(self, path: str, line: int, key: str, reason: str) -> None:
         self.path, self.line, self.key, self.reason = path, line, key, reason
-        super().__init__(f"{path}:{line}: {key}: {reason}" if key else f"{path}:{line}: {reason}")
+        text = f"{path}:{line}: {key}: {reason}" if key else f"{path}:{line}: {reason}"
+        super().__init__(text.translate(_LINE_BREAKS))
 
 
 # --- typed configuration -------------------------------------------------------------------
+# Field metadata: `key` renames a field in the YAML (None: not a key), `flatten` puts another
+# dataclass' keys at this level. Everything else is read under the field's own name.
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +142,8 @@ class EntityConfig:
     name: str
     asn: int | None = None
     prefixes: tuple[IPNetwork, ...] = ()
-    targets: Targets = field(default_factory=Targets)
+    # An entity lists `icmp:`, `tcp:`... directly, not under a `targets:` key.
+    targets: Targets = field(default_factory=Targets, metadata={"flatten": Targets})
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +164,9 @@ class UpstreamConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 9474
+    # Both from one `listen: HOST:PORT` key.
+    listen_host: str = field(default="127.0.0.1", metadata={"key": "listen"})
+    listen_port: int = field(default=9474, metadata={"key": "listen"})
     state_dir: Path = Path("./var")
     log_level: str = "info"
     probing: ProbingConfig = field(default_factory=ProbingConfig)
@@ -106,10 +175,48 @@ class Config:
     controls: Targets = field(default_factory=Targets)
     bgp: BgpConfig = field(default_factory=BgpConfig)
     upstreams: tuple[UpstreamConfig, ...] = ()
-    source: str = "<defaults>"
+    # Where the configuration was read from; not a key.
+    source: str = field(default="<defaults>", metadata={"key": None})
 
     def entity(self, name: str) -> EntityConfig | None:
         return next((e for e in self.entities if e.name == name), None)
+
+
+def _yaml_keys(cls: type[Any]) -> frozenset[str]:
+    """The keys a section of dataclass `cls` allows: its init fields, as the metadata says."""
+    keys: set[str] = set()
+    for f in fields(cls):
+        if not f.init:
+            continue
+        if "flatten" in f.metadata:
+            keys |= _yaml_keys(f.metadata["flatten"])
+            continue
+        key = f.metadata.get("key", f.name)
+        if key is not None:
+            keys.add(key)
+    return frozenset(keys)
+
+
+def _required(cls: type[Any]) -> list[str]:
+    """Fields without a default: their keys must be present."""
+    return [
+        f.name
+        for f in fields(cls)
+        if f.init and f.default is MISSING and f.default_factory is MISSING
+    ]
+
+
+def _check_table(cls: type[Any], table: Collection[str], extra: Collection[str] = ()) -> None:
+    """Refuse a converter table that does not cover exactly `cls`' keys (plus `extra` aliases):
+    a new field must get a converter here, it cannot silently keep its default."""
+    keys = _yaml_keys(cls)
+    missing, unknown = keys - set(table), set(table) - keys - set(extra)
+    if missing or unknown:
+        raise TypeError(
+            f"{cls.__name__}: the validator's converters do not match its fields "
+            f"(no converter for: {', '.join(sorted(missing)) or '-'}; "
+            f"no field for: {', '.join(sorted(unknown)) or '-'})"
+        )
 
 
 # --- YAML with line numbers ----------------------------------------------------------------
@@ -128,7 +235,38 @@ class _Seq(list[Any]):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """SafeLoader with line numbers, a nesting limit, and no exception escaping but ConfigError
+    and YAMLError."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # PyYAML composes (and constructs) recursively: bound the depth before Python's stack.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise ConfigError(self.name, line, "", f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # SafeLoader's constructors raise plain exceptions on some values (a 5,000-digit
+        # integer, the timestamp 2020-13-45): name the value's line instead of a traceback.
+        try:
+            return super().construct_object(node, deep)
+        except (ConfigError, yaml.YAMLError):
+            raise
+        except Exception as e:
+            line = node.start_mark.line + 1
+            if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int":
+                reason = "integer too large"
+            else:
+                reason = f"{type(e).__name__}: {e}"
+            raise ConfigError(self.name, line, "", f"cannot read this value ({reason})") from None
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
@@ -139,10 +277,12 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             raise ConfigError(
-                loader.name, key_node.start_mark.line + 1, "", f"key {key!r} is not a string"
+                loader.name, key_node.start_mark.line + 1, "", f"key {_show(key)} is not a string"
             )
         if key in m:
-            raise ConfigError(loader.name, key_node.start_mark.line + 1, key, "duplicate key")
+            raise ConfigError(
+                loader.name, key_node.start_mark.line + 1, _safe_key(key), "duplicate key"
+            )
         m[key] = loader.construct_object(value_node, deep=True)
         m.key_lines[key] = value_node.start_mark.line + 1
     return m
@@ -167,6 +307,36 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _load_yaml(text: str, path: str) -> Any:
+    """The document, or a ConfigError: whatever PyYAML raises, never a traceback."""
+    try:
+        loader = _Loader(text)
+        loader.name = path
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except ConfigError:
+        raise
+    except yaml.reader.ReaderError as e:
+        # A raw control character in the file; PyYAML's own text spans two lines.
+        line = text.count("\n", 0, e.position) + 1
+        what = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        raise ConfigError(
+            path, line, "", f"YAML error: unacceptable character {what}: {e.reason}"
+        ) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = e.problem or e.context or type(e).__name__
+        raise ConfigError(path, line, "", f"YAML syntax error: {problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(path, 1, "", f"YAML error: {' '.join(str(e).split())}") from None
+    except Exception as e:
+        # Anything else from the parser (RecursionError, MemoryError...) is still one line.
+        raise ConfigError(path, 1, "", f"cannot parse this YAML ({type(e).__name__})") from None
+
+
 # --- the validator -------------------------------------------------------------------------
 
 T = TypeVar("T")
@@ -177,11 +347,13 @@ class _Ctx:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        # Targets accepted so far, entities and controls together (MAX_TARGETS).
+        self.targets = 0
 
     def fail(self, line: int, key: str, reason: str) -> ConfigError:
         return ConfigError(self.path, line, key, reason)
 
-    def mapping(self, value: Any, line: int, key: str, allowed: set[str]) -> _Map:
+    def mapping(self, value: Any, line: int, key: str, allowed: Collection[str]) -> _Map:
         if not isinstance(value, _Map):
             raise self.fail(line, key, f"expected a mapping, got {_describe(value)}")
         for k in value:
@@ -212,11 +384,49 @@ class _Ctx:
         except ValueError as e:
             raise self.fail(m.key_lines[name], _join(key, name), str(e)) from None
 
+    def section(
+        self, m: _Map, key: str, cls: Callable[..., T], table: dict[str, Callable[[Any], Any]]
+    ) -> T:
+        """`cls` from the keys present in `m`, each read by its converter in `table`; absent
+        keys keep the dataclass' defaults, and a key without one must be present."""
+        for name in _required(cls):  # type: ignore[arg-type]
+            if name not in m:
+                raise self.fail(m.line, key, f"missing key {name!r}")
+        kw = {
+            name: self.field(m, key, name, conv, None) for name, conv in table.items() if name in m
+        }
+        return cls(**kw)
+
+    def count(self, n: int, line: int, key: str, who: str) -> None:
+        """Refuse the item at `key` if the list it belongs to (n targets so far) takes the total
+        past MAX_TARGETS. Checked item by item, so that a huge config fails before it is built."""
+        if self.targets + n > MAX_TARGETS:
+            raise self.fail(
+                line,
+                key,
+                f"{who} the total past {MAX_TARGETS} targets (entities and controls together)",
+            )
+
 
 def _join(key: str, name: str | int) -> str:
     if isinstance(name, int):
         return f"{key}[{name}]"
     return f"{key}.{name}" if key else name
+
+
+def _safe_key(key: str) -> str:
+    """A key as shown in a key path: as is, or quoted when it holds unprintable characters."""
+    return key if key.isprintable() else repr(key)
+
+
+def _show(value: Any) -> str:
+    """A value in a message: its repr, shortened when long (a 400-digit duration...)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        if value.bit_length() > 14_000:  # str() of an int past 4,300 digits raises
+            return "a huge integer"
+        return f"a {len(str(abs(value)))}-digit integer"
+    r = repr(value)
+    return r if len(r) <= 64 else r[:40] + "..." + r[-12:]
 
 
 def _describe(value: Any) -> str:
@@ -226,22 +436,82 @@ def _describe(value: Any) -> str:
         return "a mapping"
     if isinstance(value, _Seq):
         return "a list"
-    return f"{type(value).__name__} {value!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return _show(value)
+    return f"{type(value).__name__} {_show(value)}"
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+def _bad_char(text: str) -> str | None:
+    """Why `text` cannot be in a configuration, or None."""
+    for c in text:
+        if c.isprintable() or c == " ":
+            continue
+        what = _BAD_CATEGORIES.get(unicodedata.category(c))
+        if what is not None:
+            return f"contains {what} {c!r}"
+    return None
+
+
+def _check_strings(ctx: _Ctx, value: Any, key: str, line: int, seen: set[int]) -> None:
+    """Refuse control characters (NUL, newline...) in every string of the document, keys too.
+    `seen`: YAML aliases share objects, and a nest of them must not be walked exponentially."""
+    if isinstance(value, str):
+        bad = _bad_char(value)
+        if bad is not None:
+            raise ctx.fail(line, key, bad)
+    elif isinstance(value, _Map | _Seq):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, _Map):
+            for k, v in value.items():
+                bad = _bad_char(k)
+                if bad is not None:
+                    raise ctx.fail(value.key_lines[k], key, f"key {k!r} {bad}")
+                _check_strings(ctx, v, _join(key, k), value.key_lines[k], seen)
+        else:
+            for i, v in enumerate(value):
+                _check_strings(ctx, v, _join(key, i), value.item_lines[i], seen)
+
+
+# --- numbers, durations, sizes -------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(value: Any) -> float:
+    m = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"expected a duration like 500ms, 30s or 5m, got {_show(value)}")
+    # Digits only: the float is >= 0, and inf when the number is too long (never nan).
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def parse_duration(value: Any) -> float:
     """`500ms`, `30s`, `5m`, `1h` -> seconds. A bare number is refused: its unit is ambiguous."""
-    m = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if not m:
-        raise ValueError(f"expected a duration like 500ms, 30s or 5m, got {value!r}")
-    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    seconds = _seconds(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"too large, got {_show(value)}")
     if seconds <= 0:
         raise ValueError(f"must be positive, got {value!r}")
     return seconds
+
+
+def _duration_in(hi: float, hi_text: str, zero: bool = False) -> Callable[[Any], float]:
+    """A duration up to `hi` seconds (written `hi_text`); with `zero`, 0 (off) too."""
+
+    def conv(value: Any) -> float:
+        if zero and not isinstance(value, bool) and value in (0, "0", "0s"):
+            return 0.0
+        seconds = _seconds(value)
+        if seconds > hi:  # inf included
+            raise ValueError(f"must be at most {hi_text}, got {_show(value)}")
+        if seconds <= 0:
+            raise ValueError(f"must be positive, got {value!r}")
+        return seconds
+
+    return conv
 
 
 def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
@@ -249,18 +519,64 @@ def _int_in(lo: int, hi: int) -> Callable[[Any], int]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {_describe(value)}")
         if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, got {value}")
+            raise ValueError(f"must be between {lo} and {hi}, got {_show(value)}")
         return value
 
     return conv
 
 
-def _positive_number(value: Any) -> float:
+def _finite_number(value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"expected a number, got {_describe(value)}")
-    if value <= 0:
-        raise ValueError(f"must be positive, got {value}")
-    return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value}")
+    return value
+
+
+def _rate(value: Any) -> float:
+    v = _finite_number(value)
+    if v <= 0:
+        raise ValueError(f"must be positive, got {_show(v)}")
+    if v > MAX_RATE:
+        raise ValueError(f"must be at most {MAX_RATE:g} probes/s, got {_show(v)}")
+    if v < MIN_RATE:
+        raise ValueError(f"must be at least {MIN_RATE:g} probes/s, got {_show(v)}")
+    return float(v)
+
+
+def _detection_number(value: Any) -> float:
+    v = _finite_number(value)
+    if v < 0:
+        raise ValueError(f"must not be negative, got {_show(v)}")
+    if v > MAX_DETECTION_NUMBER:
+        raise ValueError(f"must be at most {MAX_DETECTION_NUMBER}, got {_show(v)}")
+    return float(v)
+
+
+_SIZE_UNITS = {"B": 1, "kB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2}
+
+
+def parse_size(value: Any) -> int:
+    """Bytes, at most MAX_BODY: an integer, or `64KiB`, `1MiB`, `100kB`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        m = (
+            re.fullmatch(r"(\d{1,30})\s*(B|kB|KiB|MB|MiB)", value.strip())
+            if isinstance(value, str)
+            else None
+        )
+        if not m:
+            raise ValueError(f"expected a size like 65536, 64KiB or 1MiB, got {_show(value)}")
+        n = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if n <= 0:
+        raise ValueError(f"must be positive, got {_show(value)}")
+    if n > MAX_BODY:
+        raise ValueError(f"must be at most {MAX_BODY // 1024**2}MiB, got {_show(value)}")
+    return n
+
+
+# --- strings, addresses, names -------------------------------------------------------------
 
 
 def _bool(value: Any) -> bool:
@@ -275,13 +591,36 @@ def _str(value: Any) -> str:
     return value
 
 
+def _text(value: Any) -> str:
+    """A non-empty string without surrounding whitespace (control characters are refused for
+    every string, before validation)."""
+    text = _str(value)
+    if text != text.strip():
+        raise ValueError(f"leading or trailing whitespace in {_show(text)}")
+    return text
+
+
+def _path(value: Any) -> str:
+    """A plausible file system path: encodable, under PATH_MAX, components under NAME_MAX."""
+    text = _text(value)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeError:
+        raise ValueError(f"cannot be encoded as a file name: {_show(text)}") from None
+    if len(raw) > _PATH_MAX:
+        raise ValueError(f"longer than {_PATH_MAX} bytes")
+    if any(len(part) > _NAME_MAX for part in raw.split(b"/")):
+        raise ValueError(f"a path component is longer than {_NAME_MAX} bytes")
+    return text
+
+
 def parse_address(value: Any) -> IPAddress:
     if not isinstance(value, str):
         raise ValueError(f"expected an IP address, got {_describe(value)}")
     try:
         return ipaddress.ip_address(value.strip())
     except ValueError:
-        raise ValueError(f"not an IP address: {value!r}") from None
+        raise ValueError(f"not an IP address: {_show(value)}") from None
 
 
 def parse_network(value: Any) -> IPNetwork:
@@ -291,8 +630,8 @@ def parse_network(value: Any) -> IPNetwork:
         return ipaddress.ip_network(value.strip(), strict=True)
     except ValueError as e:
         if "host bits set" in str(e):
-            raise ValueError(f"{value!r} has host bits set") from None
-        raise ValueError(f"not a CIDR prefix: {value!r}") from None
+            raise ValueError(f"{_show(value)} has host bits set") from None
+        raise ValueError(f"not a CIDR prefix: {_show(value)}") from None
 
 
 def expand_addresses(value: Any) -> list[IPAddress]:
@@ -314,12 +653,12 @@ def expand_addresses(value: Any) -> list[IPAddress]:
             last_s = first_s.rsplit(".", 1)[0] + "." + last_s
         last = parse_address(last_s)
         if first.version != last.version:
-            raise ValueError(f"range {text!r} mixes IPv4 and IPv6")
+            raise ValueError(f"range {_show(text)} mixes IPv4 and IPv6")
         count = int(last) - int(first) + 1
         if count < 1:
-            raise ValueError(f"range {text!r} ends before it starts")
+            raise ValueError(f"range {_show(text)} ends before it starts")
         if count > MAX_EXPANSION:
-            raise ValueError(f"range {text!r} expands to more than {MAX_EXPANSION} addresses")
+            raise ValueError(f"range {_show(text)} expands to more than {MAX_EXPANSION} addresses")
         return [first + i for i in range(count)]
     return [parse_address(text)]
 
@@ -328,81 +667,118 @@ def parse_hostport(value: Any) -> tuple[IPAddress, int]:
     """`198.18.176.71:80` or `[2001:db8::1]:443`."""
     if not isinstance(value, str):
         raise ValueError(f"expected ADDRESS:PORT, got {_describe(value)}")
-    m = re.match(r"^\[([0-9a-fA-F:.]+)\]:(\d+)$", value.strip()) or re.match(
-        r"^([0-9.]+):(\d+)$", value.strip()
+    text = value.strip()
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,9})", text) or re.fullmatch(
+        r"([0-9.]+):(\d{1,9})", text
     )
     if not m:
-        raise ValueError(f"expected ADDRESS:PORT (IPv6 as [ADDR]:PORT), got {value!r}")
+        raise ValueError(f"expected ADDRESS:PORT (IPv6 as [ADDR]:PORT), got {_show(value)}")
     port = int(m.group(2))
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be between 1 and 65535, got {port}")
     return parse_address(m.group(1)), port
 
 
+# A host name to listen on (`localhost`, `mon.example.org`): letters, digits, inner hyphens.
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
 def parse_listen(value: Any) -> tuple[str, int]:
     if not isinstance(value, str):
         raise ValueError(f"expected HOST:PORT, got {_describe(value)}")
-    m = re.match(r"^\[([^\]]+)\]:(\d+)$", value.strip()) or re.match(
-        r"^([^:\[\]]*):(\d+)$", value.strip()
-    )
+    text = value.strip()
+    bracketed = re.fullmatch(r"\[([^\]]*)\]:(\d{1,5})", text)
+    m = bracketed or re.fullmatch(r"([^:\[\]]*):(\d{1,5})", text)
     if not m:
-        raise ValueError(f"expected HOST:PORT, got {value!r}")
-    port = int(m.group(2))
+        raise ValueError(f"expected HOST:PORT, got {_show(value)}")
+    host, port = m.group(1), int(m.group(2))
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, got {port}")
-    return m.group(1) or "0.0.0.0", port
+    if not host:
+        # `:9474` used to mean every interface: too easy to publish the API by accident.
+        raise ValueError(
+            f"no host: write 0.0.0.0:{port} or [::]:{port} to listen on every interface, "
+            f"or 127.0.0.1:{port} for this machine only"
+        )
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"not an IPv6 address: {_show(host)}") from None
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"not an IP address or host name: {_show(host)}")
+    return host, port
+
+
+def _dns_name(text: str) -> dns.name.Name:
+    """`text` as the DNS prober turns it into a name (`dns.name.from_text`), or a ValueError
+    saying why dnspython refuses it."""
+    try:
+        return dns.name.from_text(text)
+    except dns.name.BadEscape:
+        why = "bad escape"
+    except dns.name.EmptyLabel:
+        why = "empty label"
+    except dns.name.LabelTooLong:
+        why = "a label is longer than 63 octets"
+    except dns.name.NameTooLong:
+        why = "longer than 255 octets"
+    except dns.name.IDNAException:
+        why = "not valid IDNA"
+    except Exception as e:  # whatever else dnspython raises on a name: refused all the same
+        why = type(e).__name__
+    raise ValueError(why)
+
+
+_URL_HOST = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _ip_or_none(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 def parse_url(value: Any) -> str:
+    """An http(s) URL as the HTTP prober reads it (yarl): a host that is an IP address or a
+    DNS name dnspython accepts."""
     if not isinstance(value, str):
         raise ValueError(f"expected a URL, got {_describe(value)}")
-    parts = urlsplit(value.strip())
+    if any(c.isspace() for c in value):
+        raise ValueError(f"URL contains whitespace: {_show(value)}")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ValueError(f"not a valid URL: {_show(value)}") from None
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"URL scheme must be http or https, got {value!r}")
+        raise ValueError(f"URL scheme must be http or https, got {_show(value)}")
     if not parts.hostname:
-        raise ValueError(f"URL has no host: {value!r}")
+        raise ValueError(f"URL has no host: {_show(value)}")
     try:
         _ = parts.port
     except ValueError:
-        raise ValueError(f"URL has a bad port: {value!r}") from None
-    return value.strip()
-
-
-def parse_size(value: Any) -> int:
-    """Bytes: an integer, or `64KiB`, `1MiB`, `100kB`."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError(f"must be positive, got {value}")
-        return value
-    m = re.match(r"^(\d+)\s*(B|kB|KiB|MB|MiB)$", value.strip()) if isinstance(value, str) else None
-    if not m:
-        raise ValueError(f"expected a size like 65536, 64KiB or 1MiB, got {value!r}")
-    mult = {"B": 1, "kB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2}[m.group(2)]
-    return int(m.group(1)) * mult
-
-
-def _parse_icmp(ctx: _Ctx, items: _Seq, key: str) -> list[IcmpTarget]:
-    out: list[IcmpTarget] = []
-    for i, item in enumerate(items):
+        raise ValueError(f"URL has a bad port: {_show(value)}") from None
+    try:
+        host = URL(value).raw_host  # IDNA-encoded, as the prober will look it up
+    except ValueError:  # UnicodeError (IDNA) included
+        raise ValueError(f"not a valid URL: {_show(value)}") from None
+    if not host:
+        raise ValueError(f"URL has no host: {_show(value)}")
+    if _ip_or_none(host) is None:
         try:
-            out.extend(IcmpTarget(a) for a in expand_addresses(item))
+            _dns_name(host)
+            if not _URL_HOST.fullmatch(host):
+                raise ValueError("bad character")
         except ValueError as e:
-            raise ctx.fail(items.item_lines[i], _join(key, i), str(e)) from None
-    return out
+            raise ValueError(f"URL host is not a DNS name: {_show(host)} ({e})") from None
+    return value
 
 
-def _parse_tcp(ctx: _Ctx, items: _Seq, key: str) -> list[TcpTarget]:
-    out: list[TcpTarget] = []
-    for i, item in enumerate(items):
-        try:
-            address, port = parse_hostport(item)
-        except ValueError as e:
-            raise ctx.fail(items.item_lines[i], _join(key, i), str(e)) from None
-        out.append(TcpTarget(address, port))
-    return out
-
-
-_HTTP_KEYS = {"url", "address", "expect_status", "max_body", "tls_verify", "ca_file"}
+def _url_ip(url: str) -> IPAddress | None:
+    """The URL's host when it is an IP literal (the URL was validated by parse_url)."""
+    host = URL(url).raw_host
+    return _ip_or_none(host) if host else None
 
 
 def _parse_status(value: Any) -> frozenset[int]:
@@ -410,53 +786,23 @@ def _parse_status(value: Any) -> frozenset[int]:
         raise ValueError(f"expected a non-empty list of HTTP status codes, got {_describe(value)}")
     for code in value:
         if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
-            raise ValueError(f"not an HTTP status code: {code!r}")
+            raise ValueError(f"not an HTTP status code: {_show(code)}")
     return frozenset(value)
 
 
 def _parse_ca_file(value: Any) -> str:
-    path = _str(value)
+    path = _path(value)
     if not os.access(path, os.R_OK):
-        raise ValueError(f"cannot read {path!r}")
+        raise ValueError(f"cannot read {_show(path)}")
     return path
-
-
-def _parse_http(ctx: _Ctx, items: _Seq, key: str) -> list[HttpTarget]:
-    out: list[HttpTarget] = []
-    for i, item in enumerate(items):
-        k = _join(key, i)
-        if isinstance(item, str):
-            try:
-                out.append(HttpTarget(parse_url(item)))
-            except ValueError as e:
-                raise ctx.fail(items.item_lines[i], k, str(e)) from None
-            continue
-        m = ctx.mapping(item, items.item_lines[i], k, _HTTP_KEYS)
-        if "url" not in m:
-            raise ctx.fail(m.line, k, "missing key 'url'")
-        dflt = HttpTarget("http://x/")
-        out.append(
-            HttpTarget(
-                url=ctx.field(m, k, "url", parse_url, ""),
-                address=ctx.field(m, k, "address", parse_address, None),
-                expect_status=ctx.field(m, k, "expect_status", _parse_status, dflt.expect_status),
-                max_body=ctx.field(m, k, "max_body", parse_size, dflt.max_body),
-                tls_verify=ctx.field(m, k, "tls_verify", _bool, True),
-                ca_file=ctx.field(m, k, "ca_file", _parse_ca_file, None),
-            )
-        )
-    return out
-
-
-_DNS_KEYS = {"server", "name", "type", "port", "expect_rcode", "expect_answer"}
 
 
 def _parse_rdtype(value: Any) -> str:
     text = _str(value).upper()
     try:
         dns.rdatatype.from_text(text)
-    except dns.rdatatype.UnknownRdatatype:
-        raise ValueError(f"unknown DNS record type {value!r}") from None
+    except (dns.rdatatype.UnknownRdatatype, ValueError):
+        raise ValueError(f"unknown DNS record type {_show(value)}") from None
     return text
 
 
@@ -464,75 +810,205 @@ def _parse_rcode(value: Any) -> str:
     text = _str(value).upper()
     try:
         dns.rcode.from_text(text)
-    except dns.rcode.UnknownRcode:
-        raise ValueError(f"unknown DNS rcode {value!r}") from None
+    except (dns.rcode.UnknownRcode, ValueError):
+        raise ValueError(f"unknown DNS rcode {_show(value)}") from None
     return text
 
 
 def _parse_dns_name(value: Any) -> str:
     text = _str(value)
-    labels = text.rstrip(".").split(".")
-    if text != "." and (len(text) > 253 or any(not 0 < len(x) < 64 for x in labels)):
-        raise ValueError(f"not a DNS name: {value!r}")
+    if any(c.isspace() for c in text):
+        raise ValueError(f"not a DNS name: {_show(text)} (contains whitespace)")
+    try:
+        _dns_name(text)
+    except ValueError as e:
+        raise ValueError(f"not a DNS name: {_show(text)} ({e})") from None
     return text
 
 
-def _parse_dns(ctx: _Ctx, items: _Seq, key: str) -> list[DnsTarget]:
-    out: list[DnsTarget] = []
-    for i, item in enumerate(items):
-        k = _join(key, i)
-        m = ctx.mapping(item, items.item_lines[i], k, _DNS_KEYS)
-        for required in ("server", "name"):
-            if required not in m:
-                raise ctx.fail(m.line, k, f"missing key {required!r}")
-        out.append(
-            DnsTarget(
-                server=ctx.field(m, k, "server", parse_address, ipaddress.ip_address("0.0.0.0")),
-                name=ctx.field(m, k, "name", _parse_dns_name, ""),
-                type=ctx.field(m, k, "type", _parse_rdtype, "SOA"),
-                port=ctx.field(m, k, "port", _int_in(1, 65535), 53),
-                expect_rcode=ctx.field(m, k, "expect_rcode", _parse_rcode, "NOERROR"),
-                expect_answer=ctx.field(m, k, "expect_answer", _bool, True),
-            )
-        )
-    return out
-
-
-def _dedupe(targets: list[T]) -> tuple[T, ...]:
-    return tuple(dict.fromkeys(targets))
-
-
-def _parse_targets(ctx: _Ctx, m: _Map, key: str) -> Targets:
-    icmp = ctx.items(m, key, "icmp")
-    tcp = ctx.items(m, key, "tcp")
-    http = ctx.items(m, key, "http")
-    dnsl = ctx.items(m, key, "dns")
-    return Targets(
-        icmp=_dedupe(_parse_icmp(ctx, icmp, _join(key, "icmp"))) if icmp else (),
-        tcp=_dedupe(_parse_tcp(ctx, tcp, _join(key, "tcp"))) if tcp else (),
-        http=_dedupe(_parse_http(ctx, http, _join(key, "http"))) if http else (),
-        dns=_dedupe(_parse_dns(ctx, dnsl, _join(key, "dns"))) if dnsl else (),
-    )
-
-
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
 def _parse_name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    # fullmatch: `$` would also match before a trailing newline.
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValueError(
-            f"expected a name of lower-case letters, digits, '.', '_' or '-', got {value!r}"
+            f"expected a name of lower-case letters, digits, '.', '_' or '-', got {_show(value)}"
         )
     return value
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _parse_log_level(value: Any) -> str:
+    if not isinstance(value, str) or value not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}, got {_show(value)}")
+    return value
+
+
+def _parse_ws_url(value: Any) -> str:
+    text = _text(value)
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("ws", "wss") and bool(parts.hostname) and URL(text).raw_host
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() for c in text):
+        raise ValueError(f"expected a ws:// or wss:// URL, got {_show(value)}")
+    return text
+
+
+# --- sections: one converter per dataclass field ------------------------------------------
+
+_PROBING: dict[str, Callable[[Any], Any]] = {
+    "interval": _duration_in(MAX_INTERVAL, "24h"),
+    "timeout": _duration_in(MAX_TIMEOUT, "60s"),
+    "max_rate": _rate,
+    "reprobes": _int_in(0, 10),
+    "splay": _bool,
+}
+_check_table(ProbingConfig, _PROBING)
+
+_BGP: dict[str, Callable[[Any], Any]] = {"ris_live_url": _parse_ws_url, "enabled": _bool}
+_check_table(BgpConfig, _BGP)
+
+_HTTP: dict[str, Callable[[Any], Any]] = {
+    "url": parse_url,
+    "address": parse_address,
+    "expect_status": _parse_status,
+    "max_body": parse_size,
+    "tls_verify": _bool,
+    "ca_file": _parse_ca_file,
+}
+_check_table(HttpTarget, _HTTP)
+
+_DNS: dict[str, Callable[[Any], Any]] = {
+    "server": parse_address,
+    "name": _parse_dns_name,
+    "type": _parse_rdtype,
+    "port": _int_in(1, 65535),
+    "expect_rcode": _parse_rcode,
+    "expect_answer": _bool,
+}
+_check_table(DnsTarget, _DNS)
+
+# An upstream gives `prefix`, or `address` for a single router (a /32 or /128).
+_UPSTREAM_KEYS = _yaml_keys(UpstreamConfig) | {"address"}
+_ENTITY_KEYS = _yaml_keys(EntityConfig)
+_TARGET_KEYS = _yaml_keys(Targets)
+_TOP_KEYS = _yaml_keys(Config)
+
+
+def _detection_table() -> dict[str, Callable[[Any], Any]]:
+    """detection.* keys are DetectionParams' fields: durations as marked there, counts as
+    integers, the rest as finite numbers."""
+    defaults = DetectionParams()
+    durations = duration_fields()
+    table: dict[str, Callable[[Any], Any]] = {}
+    for f in fields(DetectionParams):
+        if f.name in durations:
+            table[f.name] = _duration_in(MAX_DETECTION_DURATION, "720h", zero=True)
+        elif isinstance(getattr(defaults, f.name), int):
+            hysteresis = f.name in ("down_after", "up_after")
+            table[f.name] = _int_in(1, 100) if hysteresis else _int_in(0, MAX_DETECTION_NUMBER)
+        else:
+            table[f.name] = _detection_number
+    return table
+
+
+_DETECTION = _detection_table()
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def _parse_icmp(ctx: _Ctx, items: _Seq, key: str, who: str) -> tuple[IcmpTarget, ...]:
+    out: dict[IcmpTarget, None] = {}  # a dict: duplicates folded, order kept
+    for i, item in enumerate(items):
+        try:
+            addresses = expand_addresses(item)
+        except ValueError as e:
+            raise ctx.fail(items.item_lines[i], _join(key, i), str(e)) from None
+        out.update(dict.fromkeys(IcmpTarget(a) for a in addresses))
+        ctx.count(len(out), items.item_lines[i], _join(key, i), who)
+    return tuple(out)
+
+
+def _parse_tcp(ctx: _Ctx, items: _Seq, key: str, who: str) -> tuple[TcpTarget, ...]:
+    out: dict[TcpTarget, None] = {}
+    for i, item in enumerate(items):
+        try:
+            address, port = parse_hostport(item)
+        except ValueError as e:
+            raise ctx.fail(items.item_lines[i], _join(key, i), str(e)) from None
+        out[TcpTarget(address, port)] = None
+        ctx.count(len(out), items.item_lines[i], _join(key, i), who)
+    return tuple(out)
+
+
+def _parse_http(ctx: _Ctx, items: _Seq, key: str, who: str) -> tuple[HttpTarget, ...]:
+    out: dict[HttpTarget, None] = {}
+    for i, item in enumerate(items):
+        k = _join(key, i)
+        if isinstance(item, str):
+            try:
+                target = HttpTarget(parse_url(item))
+            except ValueError as e:
+                raise ctx.fail(items.item_lines[i], k, str(e)) from None
+        else:
+            m = ctx.mapping(item, items.item_lines[i], k, _HTTP.keys())
+            target = ctx.section(m, k, HttpTarget, _HTTP)
+            literal = _url_ip(target.url)
+            if literal is not None and target.address is not None and literal != target.address:
+                # The prober would connect to one and be configured for the other.
+                raise ctx.fail(
+                    m.key_lines["address"],
+                    _join(k, "address"),
+                    f"{target.address} differs from the URL's host {literal}; with an IP "
+                    "address in the URL, drop 'address' or make them equal",
+                )
+        out[target] = None
+        ctx.count(len(out), items.item_lines[i], k, who)
+    return tuple(out)
+
+
+def _parse_dns(ctx: _Ctx, items: _Seq, key: str, who: str) -> tuple[DnsTarget, ...]:
+    out: dict[DnsTarget, None] = {}
+    for i, item in enumerate(items):
+        k = _join(key, i)
+        m = ctx.mapping(item, items.item_lines[i], k, _DNS.keys())
+        target = ctx.section(m, k, DnsTarget, _DNS)
+        try:
+            # The DNS prober's first step, exactly: what is accepted here can be sent.
+            dns.message.make_query(dns.name.from_text(target.name), target.type).to_wire()
+        except Exception as e:
+            raise ctx.fail(
+                m.line, k, f"the DNS prober cannot build this query ({type(e).__name__})"
+            ) from None
+        out[target] = None
+        ctx.count(len(out), items.item_lines[i], k, who)
+    return tuple(out)
+
+
+def _parse_targets(ctx: _Ctx, m: _Map, key: str, who: str) -> Targets:
+    """The target lists of an entity or of `controls`; `who` says which, for the total cap."""
+    parsed: dict[str, tuple[Any, ...]] = {}
+    parsers = {"icmp": _parse_icmp, "tcp": _parse_tcp, "http": _parse_http, "dns": _parse_dns}
+    for name, parser in parsers.items():
+        items = ctx.items(m, key, name)
+        if items:
+            parsed[name] = parser(ctx, items, _join(key, name), who)
+            ctx.targets += len(parsed[name])
+    return Targets(**parsed)
 
 
 def _parse_entities(ctx: _Ctx, items: _Seq) -> tuple[EntityConfig, ...]:
     out: list[EntityConfig] = []
     seen: set[str] = set()
-    allowed = {"name", "asn", "prefixes", "icmp", "tcp", "http", "dns"}
     for i, item in enumerate(items):
         k = _join("entities", i)
-        m = ctx.mapping(item, items.item_lines[i], k, allowed)
+        m = ctx.mapping(item, items.item_lines[i], k, _ENTITY_KEYS)
         if "name" not in m:
             raise ctx.fail(m.line, k, "missing key 'name'")
         name = ctx.field(m, k, "name", _parse_name, "")
@@ -547,7 +1023,7 @@ def _parse_entities(ctx: _Ctx, items: _Seq) -> tuple[EntityConfig, ...]:
             except ValueError as e:
                 pk = _join(_join(k, "prefixes"), j)
                 raise ctx.fail(pitems.item_lines[j], pk, str(e)) from None
-        targets = _parse_targets(ctx, m, k)
+        targets = _parse_targets(ctx, m, k, f"entity {name!r} brings")
         if not targets and not prefixes:
             raise ctx.fail(m.line, k, "an entity needs at least one target or prefix")
         out.append(
@@ -559,9 +1035,6 @@ def _parse_entities(ctx: _Ctx, items: _Seq) -> tuple[EntityConfig, ...]:
             )
         )
     return tuple(out)
-
-
-_UPSTREAM_KEYS = {"prefix", "address", "asn", "name"}
 
 
 def _parse_host_network(value: Any) -> IPNetwork:
@@ -591,73 +1064,17 @@ def _parse_upstreams(ctx: _Ctx, items: _Seq) -> tuple[UpstreamConfig, ...]:
         out.append(
             UpstreamConfig(
                 prefix=net,
-                name=ctx.field(m, k, "name", _str, ""),
+                name=ctx.field(m, k, "name", _text, ""),
                 asn=ctx.field(m, k, "asn", _int_in(1, 4294967295), None),
             )
         )
     return tuple(out)
 
 
-_LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def _parse_log_level(value: Any) -> str:
-    if value not in _LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
-    return str(value)
-
-
-def _parse_ws_url(value: Any) -> str:
-    text = _str(value)
-    if urlsplit(text).scheme not in ("ws", "wss") or not urlsplit(text).hostname:
-        raise ValueError(f"expected a ws:// or wss:// URL, got {value!r}")
-    return text
-
-
-# detection.* keys are DetectionParams' fields; these take durations, the rest numbers.
-_DETECTION_DURATIONS = {
-    "negative_spacing",
-    "responsive_ttl",
-    "partial_after",
-    "routing_after",
-    "degraded_window",
-    "degraded_after",
-    "normal_tau",
-    "vantage_window",
-    "merge_gap",
-}
-
-
-def _parse_zero_or_duration(value: Any) -> float:
-    return 0.0 if value in (0, "0", "0s") else parse_duration(value)
-
-
-def _non_negative_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"expected a number, got {_describe(value)}")
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
-    return float(value)
-
-
 def _parse_detection(ctx: _Ctx, value: Any, line: int) -> DetectionParams:
-    defaults = DetectionParams()
-    names = {f.name for f in fields(DetectionParams)}
-    dm = ctx.mapping(value, line, "detection", names)
-    kw: dict[str, Any] = {}
-    for name in dm:
-        default = getattr(defaults, name)
-        conv: Callable[[Any], Any]
-        if name in _DETECTION_DURATIONS:
-            conv = _parse_zero_or_duration
-        elif isinstance(default, int):
-            hysteresis = name in ("down_after", "up_after")
-            conv = _int_in(1, 100) if hysteresis else _int_in(0, 1_000_000)
-        else:
-            conv = _non_negative_number
-        kw[name] = ctx.field(dm, "detection", name, conv, default)
+    dm = ctx.mapping(value, line, "detection", _DETECTION.keys())
     try:
-        return DetectionParams(**kw)
+        return ctx.section(dm, "detection", DetectionParams, _DETECTION)
     except ValueError as e:
         # DetectionParams names the field(s) first: "field: reason" or "a/b: reason".
         names_part, _, reason = str(e).partition(": ")
@@ -667,60 +1084,26 @@ def _parse_detection(ctx: _Ctx, value: Any, line: int) -> DetectionParams:
 
 def parse(text: str, path: str = "<string>") -> Config:
     """Parse and validate a configuration document; raise ConfigError on the first problem."""
-    ctx = _Ctx(path)
-    try:
-        loader = _Loader(text)
-        loader.name = path
-        try:
-            doc = loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError(path, line, "", f"YAML syntax error: {e.problem or e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(path, 1, "", f"YAML error: {e}") from None
+    doc = _load_yaml(text, path)
     if doc is None:
         raise ConfigError(path, 1, "", "the file is empty")
-    top = ctx.mapping(
-        doc,
-        1,
-        "",
-        {
-            "listen",
-            "state_dir",
-            "log_level",
-            "probing",
-            "detection",
-            "entities",
-            "controls",
-            "bgp",
-            "upstreams",
-        },
+    ctx = _Ctx(path)
+    _check_strings(ctx, doc, "", 1, set())
+    top = ctx.mapping(doc, 1, "", _TOP_KEYS)
+    defaults = Config()
+    host, port = ctx.field(
+        top, "", "listen", parse_listen, (defaults.listen_host, defaults.listen_port)
     )
-    host, port = ctx.field(top, "", "listen", parse_listen, ("127.0.0.1", 9474))
 
-    probing = ProbingConfig()
+    probing = defaults.probing
     if "probing" in top:
-        pm = ctx.mapping(
-            top["probing"],
-            top.key_lines["probing"],
-            "probing",
-            {"interval", "timeout", "max_rate", "reprobes", "splay"},
-        )
-        probing = ProbingConfig(
-            interval=ctx.field(pm, "probing", "interval", parse_duration, probing.interval),
-            timeout=ctx.field(pm, "probing", "timeout", parse_duration, probing.timeout),
-            max_rate=ctx.field(pm, "probing", "max_rate", _positive_number, probing.max_rate),
-            reprobes=ctx.field(pm, "probing", "reprobes", _int_in(0, 10), probing.reprobes),
-            splay=ctx.field(pm, "probing", "splay", _bool, probing.splay),
-        )
+        pm = ctx.mapping(top["probing"], top.key_lines["probing"], "probing", _PROBING.keys())
+        probing = ctx.section(pm, "probing", ProbingConfig, _PROBING)
         if probing.timeout >= probing.interval:
             line = pm.key_lines.get("timeout", pm.line)
             raise ctx.fail(line, "probing.timeout", "must be shorter than probing.interval")
 
-    detection = DetectionParams()
+    detection = defaults.detection
     if "detection" in top:
         detection = _parse_detection(ctx, top["detection"], top.key_lines["detection"])
 
@@ -734,20 +1117,15 @@ def parse(text: str, path: str = "<string>") -> Config:
             top.key_lines.get("entities", 1), "entities", "at least one entity is needed"
         )
 
-    controls = Targets()
+    controls = defaults.controls
     if "controls" in top and top["controls"] is not None:
-        cm = ctx.mapping(
-            top["controls"], top.key_lines["controls"], "controls", {"icmp", "tcp", "http", "dns"}
-        )
-        controls = _parse_targets(ctx, cm, "controls")
+        cm = ctx.mapping(top["controls"], top.key_lines["controls"], "controls", _TARGET_KEYS)
+        controls = _parse_targets(ctx, cm, "controls", "controls bring")
 
-    bgp = BgpConfig()
+    bgp = defaults.bgp
     if "bgp" in top:
-        bm = ctx.mapping(top["bgp"], top.key_lines["bgp"], "bgp", {"ris_live_url", "enabled"})
-        bgp = BgpConfig(
-            ris_live_url=ctx.field(bm, "bgp", "ris_live_url", _parse_ws_url, bgp.ris_live_url),
-            enabled=ctx.field(bm, "bgp", "enabled", _bool, bgp.enabled),
-        )
+        bm = ctx.mapping(top["bgp"], top.key_lines["bgp"], "bgp", _BGP.keys())
+        bgp = ctx.section(bm, "bgp", BgpConfig, _BGP)
 
     upstreams: tuple[UpstreamConfig, ...] = ()
     if top.get("upstreams") is not None:
@@ -755,14 +1133,13 @@ def parse(text: str, path: str = "<string>") -> Config:
             ctx, ctx.seq(top["upstreams"], top.key_lines["upstreams"], "upstreams")
         )
 
+    # Under systemd's StateDirectory=, $STATE_DIRECTORY is the default.
+    state_dir = os.environ.get("STATE_DIRECTORY") or str(defaults.state_dir)
     return Config(
         listen_host=host,
         listen_port=port,
-        # Under systemd's StateDirectory=, $STATE_DIRECTORY is the default.
-        state_dir=Path(
-            ctx.field(top, "", "state_dir", _str, os.environ.get("STATE_DIRECTORY") or "./var")
-        ),
-        log_level=ctx.field(top, "", "log_level", _parse_log_level, "info"),
+        state_dir=Path(ctx.field(top, "", "state_dir", _path, state_dir)),
+        log_level=ctx.field(top, "", "log_level", _parse_log_level, defaults.log_level),
         probing=probing,
         detection=detection,
         entities=entities,
@@ -783,4 +1160,15 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(p, 0, "", f"cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(p, 0, "", "not UTF-8 text") from None
+    except ValueError as e:  # a NUL in the path itself
+        raise ConfigError(repr(p), 0, "", f"cannot read: {e}") from None
     return parse(text, p)
+
+
+def configured_targets(cfg: Config) -> Iterator[tuple[str, Target]]:
+    """(entity label, target) for every configured target, controls (as CONTROLS) last."""
+    for entity in cfg.entities:
+        for t in entity.targets.all():
+            yield entity.name, t
+    for t in cfg.controls.all():
+        yield CONTROLS, t

@@ -29,7 +29,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from monitor import __version__
-from monitor.config import CONTROLS, Config, configured_targets
+from monitor.config import CONTROLS as CONTROLS  # re-exported: the controls' entity label
+from monitor.config import Config, configured_targets
 from monitor.detect.model import (
     Change,
     EventClosed,

@@ -1,16 +1,29 @@
 """Detection parameters: one flat dataclass, one field per `detection.*` configuration key.
 
-Durations are seconds, ratios 0..1. `__post_init__` rejects nonsense with a ValueError that
-names the field, so the configuration loader can report it at the key's line.
+Durations are seconds (declared with `_seconds`, so that the configuration reads them as `30s`,
+`2m`...), ratios 0..1. `__post_init__` rejects nonsense (negative or non-finite values...) with a
+ValueError that names the field, so the configuration loader can report it at the key's line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from monitor.detect.belief import BeliefParams
 
 _B = BeliefParams()  # one place for the belief's defaults
+
+
+def _seconds(default: float) -> Any:
+    """A duration field: `detection.<name>` takes `500ms`, `30s`, `5m` (or 0) in the YAML."""
+    return field(default=default, metadata={"duration": True})
+
+
+def duration_fields() -> frozenset[str]:
+    """The names of DetectionParams' duration fields (the config reads these as durations)."""
+    return frozenset(f.name for f in fields(DetectionParams) if f.metadata.get("duration"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,39 +43,43 @@ class DetectionParams:
     availability_max: float = _B.availability_max
     availability_alpha: float = _B.availability_alpha
     # A negative of an address counts again only this long after its last counted one.
-    negative_spacing: float = _B.negative_spacing
+    negative_spacing: float = _seconds(_B.negative_spacing)
     # An address leaves E(b) after this long without answering while its block answers.
-    responsive_ttl: float = _B.responsive_ttl
+    responsive_ttl: float = _seconds(_B.responsive_ttl)
     # At most this many extra probes outstanding per uncertain block.
     extra_per_block: int = 2
     # At most this many extra probes asked for per call of `wanted_probes`.
     extra_max: int = 50
 
     # Fusion into an entity state.
-    partial_after: float = 60.0  # a block down this long (others up) makes a partial outage
-    routing_after: float = 30.0  # BGP visibility lost this long counts
+    # A block down this long (others up) makes a partial outage.
+    partial_after: float = _seconds(60.0)
+    routing_after: float = _seconds(30.0)  # BGP visibility lost this long counts
     bgp_lost_ratio: float = 0.5  # a prefix seen by fewer peers than this is lost
     bgp_withdrawn_ratio: float = 0.1  # ... by fewer than this, withdrawn
-    degraded_window: float = 120.0  # loss and latency are measured over this window
-    degraded_after: float = 60.0  # ... and must stay high this long
+    degraded_window: float = _seconds(120.0)  # loss and latency are measured over this window
+    degraded_after: float = _seconds(60.0)  # ... and must stay high this long
     degraded_loss: float = 0.7  # loss at least this ...
     degraded_loss_margin: float = 0.3  # ... and this much above the learned normal
     degraded_rtt_factor: float = 3.0  # median ICMP RTT at least this times normal ...
     degraded_rtt_increase: float = 0.2  # ... and this many seconds above it
     degraded_min_samples: int = 20
     degraded_max_control_loss: float = 0.2  # not degraded when our controls lose this much
-    normal_tau: float = 3600.0  # time constant of the learned normal loss and RTT
+    normal_tau: float = _seconds(3600.0)  # time constant of the learned normal loss and RTT
 
     # Vantage self-check from the control targets.
     vantage_min_failures: int = 3  # distinct controls failing since the last control answer
-    vantage_window: float = 120.0  # majority rule over controls probed within this window
+    vantage_window: float = _seconds(120.0)  # majority rule over controls probed within this window
 
     # Events.
-    merge_gap: float = 120.0  # an event closes only after this long without issues
+    merge_gap: float = _seconds(120.0)  # an event closes only after this long without issues
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            # inf or nan would pass every comparison below, then stall or blind the detector.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name}: must be a finite number")
             if isinstance(value, int | float) and value < 0:
                 raise ValueError(f"{f.name}: must not be negative")
         if self.down_after < 1 or self.up_after < 1:
