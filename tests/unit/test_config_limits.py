@@ -5,6 +5,7 @@ cap, conflicting HTTP pins. Each is refused as one `PATH:LINE: key.path: reason`
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -567,3 +568,12 @@ def test_validator_bug_is_one_line_too(
     lines = capsys.readouterr().err.splitlines()
     expected = "x.yaml:0: cannot validate (KeyError: 'line one\\nline two'); please report this"
     assert lines == [expected, expected]
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_detection_params_refuse_non_finite(bad: float) -> None:
+    """DetectionParams built in code (not only from YAML) refuse inf and nan, naming the field."""
+    with pytest.raises(ValueError, match=r"^merge_gap: must be a finite number$"):
+        DetectionParams(merge_gap=bad)
+    with pytest.raises(ValueError, match=r"^degraded_rtt_factor: must be a finite number$"):
+        DetectionParams(degraded_rtt_factor=bad)
