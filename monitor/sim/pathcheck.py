@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from monitor.sim import spec as specmod
+from monitor.sim import tools
 from monitor.sim.netem import PathProfile
 
 # one answering host behind each link
@@ -65,7 +66,12 @@ def measure(seconds: float, rate: float, bursts: bool = True) -> dict[str, Any]:
         before = w.path_stats()
         steal0 = _steal()
         count = max(1, int(seconds * rate))
-        res = w.ping_many(0, list(TARGETS.values()), count=count, interval=1.0 / rate, timeout=3.0)
+        dsts = list(TARGETS.values())
+        res = w.call_in(
+            0,
+            lambda: tools.ping_many(dsts, count=count, interval=1.0 / rate, timeout=3.0),
+            timeout=seconds + 60,
+        )
         steal = _steal() - steal0
         after = w.path_stats()
         packets = sum(

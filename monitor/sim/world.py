@@ -29,7 +29,17 @@ traceroute), as a full-table router without the prefix would answer some unreach
 Note the kernel rate-limits those answers per source (`net.ipv4.route.error_cost`, a host-wide
 setting we do not touch): after a burst of ~5, about one per second; the rest vanish silently,
 so probers see a mix of "unreachable" and timeouts, as on the real Internet. `blackout(mode=
-"blackhole")` (or `WorldSpec.withdrawn="blackhole"`) drops silently instead.
+"blackhole")` (or `WorldSpec.withdrawn="blackhole"`) is silent instead: the routes stay, every
+upstream drops what it would forward into the blocks (after the TTL check, so a traceroute still
+sees the upstream's hop), as an upstream keeping a default route and dropping does.
+
+Realistic paths (`World.build(profile="realistic")`, `spec.realistic`): the core's links to the
+upstreams and to ctl are TUN pairs through a user-space delay line (monitor.sim.netem: delay,
+jitter, loss per direction, Gilbert-Elliott bursts, episodes), changed at run time with
+`path_profile`, `episode`, `congestion`, `loss_ramp`, `clear_episodes` (`path_stats` reports);
+routers rate-limit ICMP errors; stale configured addresses, hosts that come and go
+(`schedule_host`, `host_down`/`host_up`), slow web sites and a TLS 1.0-only one; silent blackouts
+by default. Ideal paths (plain veth pairs) stay the default.
 
 Faults are kernel changes or real server stops, each returning a `FaultRecord` with the wall time
 it took effect; all are undone by `repair_all()`.
@@ -69,6 +79,7 @@ WITHDRAWN_MODES = {"unreachable": "unreachable", "blackhole": "blackhole", "sile
 LOSS_TABLE = "dom_loss"
 HOSTS_TABLE = "dom_hosts"  # in dprk: the set of hosts that are gone (come-and-go hosts)
 SLOW_TABLE = "dom_slow"  # in dprk: drops nginx's connects to the never-connecting upstream
+SILENT_TABLE = "dom_silent"  # in each upstream: the drop of a silent blackout
 BORDER_NAME = ("Star JV border", 131279)
 CORE_NAME = ("Internet core", None)
 
@@ -955,11 +966,13 @@ class World:
                 via("border", sim, u.key, table=10 + k)
         for b in self.spec.blocks:
             carrier = b.upstream
-            if f.blackout or carrier in f.lost or not up("core", carrier):
+            # A silent blackout changes no route: the upstreams drop (see `_silent_drop`).
+            blackout = f.blackout if f.blackout != "blackhole" else None
+            if blackout or carrier in f.lost or not up("core", carrier):
                 kind("core", self._withdrawn(), b.prefix)
             else:
                 via("core", b.prefix, carrier)
-            if f.blackout or carrier in f.lost or not up(carrier, "border"):
+            if blackout or carrier in f.lost or not up(carrier, "border"):
                 kind(carrier, self._withdrawn(), b.prefix)
             else:
                 via(carrier, b.prefix, "border")
@@ -970,6 +983,21 @@ class World:
             kind("dprk", "blackhole", b.prefix)
         via("dprk", sim, "border")
         return out
+
+    def _silent_drop(self, on: bool) -> None:
+        """Every upstream drops what it would forward into the blocks, after the TTL check
+        (the forward hook): as an upstream that keeps a default route and drops, it still
+        answers a traceroute's probe that expires there, then nothing."""
+        blocks = ", ".join(self.blocks)
+        for u in self.spec.upstreams:
+            script = f"table ip {SILENT_TABLE}\ndelete table ip {SILENT_TABLE}\n"
+            if on:
+                script += (
+                    f"table ip {SILENT_TABLE} {{\n  chain drops {{\n"
+                    "    type filter hook forward priority -10; policy accept;\n"
+                    f"    ip daddr {{ {blocks} }} drop\n  }}\n}}\n"
+                )
+            self.nft(u.key, script)
 
     def _sync_routes(self) -> None:
         desired = self._desired_routes()
@@ -1006,11 +1034,15 @@ class World:
         return next((r for r in reversed(self.faults) if r.name == name), None)
 
     def blackout(self, mode: str | None = None) -> FaultRecord:
-        """All blocks withdrawn at the core and every upstream (routes become `unreachable`:
-        ICMP host unreachable from the core, rate-limited; `mode="blackhole"` drops silently)."""
+        """All blocks withdrawn (default `spec.withdrawn`). "unreachable": at the core and every
+        upstream, the core answers ICMP host unreachable (rate-limited). "blackhole" (or
+        "silent"): the core still forwards to the upstreams, which drop silently (as an
+        upstream keeping a default route does): a traceroute ends after the upstream's hop."""
         how = WITHDRAWN_MODES[mode or self.spec.withdrawn]
 
         def apply() -> None:
+            if (self._faults.blackout == "blackhole") != (how == "blackhole"):
+                self._silent_drop(how == "blackhole")
             self._faults.blackout = how
             self._sync_routes()
 
@@ -1018,6 +1050,8 @@ class World:
 
     def repair_blackout(self) -> FaultRecord:
         def apply() -> None:
+            if self._faults.blackout == "blackhole":
+                self._silent_drop(False)
             self._faults.blackout = None
             self._sync_routes()
 
@@ -1390,6 +1424,8 @@ class World:
                 netns.ip_batch(self.ns[f"vantage{v}"], ["neigh flush dev core"], force=True)
             for role in list(f.loss):
                 self.nft(role, f"table ip {LOSS_TABLE}\ndelete table ip {LOSS_TABLE}\n")
+            if f.blackout == "blackhole":
+                self._silent_drop(False)
             for addr in list(f.hosts_gone):
                 f.hosts_gone.discard(addr)
                 cyc = self._hosts

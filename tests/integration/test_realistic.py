@@ -218,6 +218,9 @@ def test_blackout_silent_by_default_or_answering_unreachable(rworld: World) -> N
     rworld.blackout()
     res = rworld.ping_many(V, hosts, count=3, interval=0.05, timeout=1.5)
     assert {a: (r.received, r.errors) for a, r in res.items()} == {a: (0, []) for a in hosts}
+    # the upstream keeps a default route and drops: a traceroute ends after its hop
+    hops = rworld.traceroute(V, UNICOM_HOST, max_hops=5, timeout=1.0)
+    assert [h.address for h in hops if h.address] == rworld.expected_path(UNICOM_HOST)[:2]
     rworld.repair_blackout()
     assert all(r.received for r in rworld.ping_many(V, hosts, count=3, timeout=2.0).values())
     rworld.blackout(mode="unreachable")
