@@ -18,15 +18,20 @@ deps:
 	  $(SUDO) systemctl disable --now $$s >/dev/null 2>&1 || $(SUDO) service $$s stop >/dev/null 2>&1; \
 	done; true
 
-$(BIN)/dprk-monitor: pyproject.toml
+# `make run` installs the runtime only; `make test` adds the test tools and the simulator's.
+$(VENV)/.runtime: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-venv: $(BIN)/dprk-monitor
+venv: $(VENV)/.test
 
-run: venv
+run: $(VENV)/.runtime
 	$(BIN)/dprk-monitor run --config $(CONFIG)
 
 lint: venv

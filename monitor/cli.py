@@ -27,11 +27,14 @@ def _load(path: str) -> config_mod.Config | None:
 
 # sysexits.h EX_CONFIG: lets systemd's RestartPreventExitStatus tell a bad config from a crash.
 EX_CONFIG = 78
+# sysexits.h EX_SOFTWARE: one of the daemon's tasks died; systemd's Restart=on-failure restarts.
+EX_SOFTWARE = 70
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor import logs
-    from monitor.daemon import Daemon
+    from monitor.daemon import Daemon, DaemonFailed
+    from monitor.events import StoreError
 
     cfg = _load(args.config)
     if cfg is None:
@@ -43,6 +46,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as e:  # e.g. the listen address is taken
         print(f"dprk-monitor: cannot start: {e}", file=sys.stderr)
         return 1
+    except DaemonFailed as e:
+        print(f"dprk-monitor: stopped: {e}", file=sys.stderr)
+        return EX_SOFTWARE
+    except StoreError as e:
+        # An event log this version cannot use (written by a newer one): restarting cannot
+        # help, so the exit status is the one systemd does not restart on.
+        print(f"dprk-monitor: cannot start: {e}", file=sys.stderr)
+        return EX_CONFIG
     return 0
 
 
@@ -139,9 +150,15 @@ def _import_outages(cfg: config_mod.Config, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.sim.demo import run_demo
+    # The simulator is imported only here: the daemon and the other commands never load it.
+    from monitor.sim.demo import add_arguments, run_demo
 
-    return run_demo(args)
+    parser = argparse.ArgumentParser(prog="dprk-monitor demo", description=DEMO_HELP)
+    add_arguments(parser)
+    return run_demo(parser.parse_args(args.demo_args))
+
+
+DEMO_HELP = "replay the June 2025 blackout in a simulated DPRK (root)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,15 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_outages)
 
-    p = sub.add_parser("demo", help="replay the June 2025 blackout in a simulated DPRK (root)")
-    from monitor.sim.demo import add_arguments
-
-    add_arguments(p)
+    # The demo's own options (and --help) are parsed by cmd_demo, so that building this parser
+    # does not import the simulator.
+    p = sub.add_parser("demo", help=DEMO_HELP, add_help=False)
+    p.add_argument("demo_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.func is cmd_demo:
+        args.demo_args = extra + args.demo_args  # options such as --help reach the demo's parser
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     rc: int = args.func(args)
     return rc

@@ -31,7 +31,7 @@ from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.detector import Detector, EntitySpec
 from monitor.detect.hysteresis import Hysteresis
 from monitor.detect.model import Change, EventClosed, EventOpened, EventUpdated
-from monitor.events import EventStore, render_csv, render_json
+from monitor.events import EventStore
 from monitor.fanout import FanOut
 from monitor.journal import log_change
 from monitor.metrics import Metrics
@@ -306,7 +306,7 @@ class Daemon:
             store.flush()
         self.metrics.event_store_healthy.set(1 if store.healthy else 0)
         self.metrics.event_log_pending.set(store.pending)
-        self.metrics.event_log_corrupt_rows.set(getattr(store, "corrupt_rows", 0))
+        self.metrics.event_log_corrupt_rows.set(store.corrupt_rows)
         self.metrics.set_block_beliefs(det.block_beliefs())
 
     async def _watchdog(self, every: float) -> None:
@@ -435,12 +435,3 @@ class Daemon:
                 "corrupt_rows": self.store.corrupt_rows,
             }
         return doc
-
-    def outages(
-        self, since: str | None, until: str | None, entity: str | None, fmt: str
-    ) -> tuple[str, str]:
-        assert self.store is not None
-        events = self.store.query(since=since, until=until, entity=entity, now=time.time())
-        if fmt == "csv":
-            return "text/csv", render_csv(events)
-        return "application/json", render_json(events)

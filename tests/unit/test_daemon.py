@@ -256,12 +256,17 @@ async def test_daemon_survives_bad_servers(tmp_path: Path) -> None:
     and the daemon keeps probing and serving."""
     from tests.unit.dnsserver import running
 
+    released = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
     async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         await reader.read(1024)
-        await asyncio.sleep(30)  # accept, read the request, never answer
+        await released.wait()  # accept, read the request, never answer (until the test ends)
         writer.close()
 
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         await reader.read(1024)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
         try:
@@ -327,8 +332,15 @@ async def test_daemon_survives_bad_servers(tmp_path: Path) -> None:
             assert (value(m2, "dprk_monitor_probes_total", entity="bad", kind="dns") or 0) > probes
         finally:
             await d.stop()
+            # Server.close() leaves accepted connections open (Python 3.11): close them, or
+            # their sockets are left for the garbage collector (a ResourceWarning).
+            released.set()
+            for w in writers:
+                w.close()
             for srv in (hanging, flood):
                 srv.close()
+                await srv.wait_closed()
+            await asyncio.sleep(0)
 
 
 async def test_heap_is_frozen_at_start_and_through_the_first_round(

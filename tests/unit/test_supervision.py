@@ -226,3 +226,24 @@ def test_a_failing_consumer_is_contained_and_counted() -> None:
     ]
     errors = metrics.consumer_errors.labels("broken")._value.get()
     assert errors == 3
+
+
+def test_cli_run_refuses_an_event_log_from_a_newer_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database written by a newer schema is refused with one line and exit 78 (systemd does
+    not restart on it: a restart cannot help), and the file is left as it was."""
+    import sqlite3
+
+    cfg_path = tmp_path / "c.yaml"
+    write_config(cfg_path)
+    (tmp_path / "var").mkdir()
+    db = tmp_path / "var" / "events.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version=99")
+    before = db.read_bytes()
+    monkeypatch.setattr("monitor.logs.configure", lambda *a, **k: None)
+    assert cli.main(["run", "--config", str(cfg_path)]) == 78
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dprk-monitor: cannot start:") and "99" in err[0]
+    assert db.read_bytes() == before
