@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 from monitor.detect.belief import IPNetwork, block_of
 from monitor.detect.evidence import HopEvidence, OwnerRef, PathEvidence, UnreachableSighting
@@ -77,22 +77,9 @@ def _who(address: str, owners: OwnerMap | None) -> str:
     return f"{owner.label} router {address}" if owner else f"{address} (owner unknown)"
 
 
-@dataclass(slots=True)
-class Sighting:
-    """A router that answered ICMP destination unreachable to ordinary probes of a block."""
-
-    address: str
-    block: str
-    answers: int
-    first: float
-    last: float
-    note: str
-
-    def evidence(self, owners: OwnerMap | None = None) -> UnreachableSighting:
-        owner = owners.lookup(self.address) if owners is not None else None
-        return UnreachableSighting(
-            self.address, self.block, self.answers, self.first, self.last, self.note, owner
-        )
+# A router that answered "destination unreachable" to ordinary probes of a block; `owner` is
+# filled in when it goes into an event's evidence.
+Sighting = UnreachableSighting
 
 
 def path_evidence(
@@ -154,7 +141,9 @@ def path_evidence(
         silent_after=len(trace.hops) - len(shown),
         max_hops=trace.max_hops,
         error=trace.error,
-        unreachable_from=tuple(x.evidence(owners) for x in seen),
+        unreachable_from=tuple(
+            replace(x, owner=owners.lookup(x.address) if owners is not None else None) for x in seen
+        ),
         last_answer=last_hop,
         summary=summary,
         trigger=trigger,
@@ -193,8 +182,10 @@ class UnreachableRouters:
                 del per[min(per, key=lambda k: per[k].last)]
             per[(offender, block)] = Sighting(offender, block, 1, t, t, unreachable_note(code, v6))
         else:
-            x.answers += 1
-            x.first, x.last = min(x.first, t), max(x.last, t)
+            # Immutable records: a new one per answer (ICMP errors are few, even in an outage).
+            per[(offender, block)] = replace(
+                x, answers=x.answers + 1, first=min(x.first, t), last=max(x.last, t)
+            )
 
     def sightings(
         self, entity: str, nets: Iterable[IPNetwork], since: float = -math.inf
