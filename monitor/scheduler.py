@@ -349,17 +349,7 @@ class Scheduler:
 
     def _raised_result(self, send: _Send, exc: Exception) -> ProbeResult:
         """A failed probe standing for a prober's exception; logged once per target."""
-        key = (send.entity, send.target)
-        if key not in self._raised:
-            self._raised.add(key)
-            log.warning(
-                "probe_raised",
-                entity=send.entity,
-                kind=str(send.target.kind),
-                target=send.target.key,
-                error=f"{type(exc).__name__}: {exc}",
-                exc_info=exc,
-            )
+        _log_once(self._raised, log.warning, "probe_raised", send, exc)
         detail = f"prober raised {type(exc).__name__}: {exc}"
         if len(detail) > 300:
             detail = detail[:299] + "…"
@@ -391,23 +381,36 @@ class Scheduler:
 
     def _sink_failed(self, send: _Send, exc: Exception) -> None:
         # A bug downstream (metrics, detection) must not leave the job busy forever.
-        key = (send.entity, send.target)
-        if key not in self._sink_raised:
-            self._sink_raised.add(key)
-            log.error(
-                "result_sink_raised",
-                entity=send.entity,
-                kind=str(send.target.kind),
-                target=send.target.key,
-                error=f"{type(exc).__name__}: {exc}",
-                exc_info=exc,
-            )
+        _log_once(self._sink_raised, log.error, "result_sink_raised", send, exc)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _log_once(
+    seen: set[tuple[str, Target]],
+    emit: Callable[..., object],
+    event: str,
+    send: _Send,
+    exc: Exception,
+) -> None:
+    """Log `exc` with its traceback the first time for this target (the caller forgets the
+    target again when it answers or is removed)."""
+    key = (send.entity, send.target)
+    if key in seen:
+        return
+    seen.add(key)
+    emit(
+        event,
+        entity=send.entity,
+        kind=str(send.target.kind),
+        target=send.target.key,
+        error=f"{type(exc).__name__}: {exc}",
+        exc_info=exc,
+    )
 
 
 @dataclass
