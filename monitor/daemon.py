@@ -29,7 +29,7 @@ from monitor import __version__, systemd
 from monitor import config as config_mod
 from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.detector import Detector, EntitySpec
-from monitor.detect.hysteresis import Hysteresis
+from monitor.detect.hysteresis import Hysteresis, TargetState, count_states
 from monitor.detect.model import Change, EventClosed, EventOpened, EventUpdated
 from monitor.events import EventStore
 from monitor.fanout import FanOut
@@ -122,6 +122,8 @@ class Daemon:
 
     def on_round(self, entity: str, target: Target, ok: bool, control: bool) -> None:
         if control:
+            # Like entity targets: never answered (target_up 0) until the first answer, which
+            # makes it up at once; the `targets` gauge counts them at the next tick.
             h = self._control_hyst.get(target)
             if h is not None and h.update(ok):
                 self.metrics.set_target_up(entity, target, h.up)
@@ -308,6 +310,13 @@ class Daemon:
         self.metrics.event_log_pending.set(store.pending)
         self.metrics.event_log_corrupt_rows.set(store.corrupt_rows)
         self.metrics.set_block_beliefs(det.block_beliefs())
+        self.metrics.set_target_counts([*det.target_counts(), *self._control_counts()])
+
+    def _control_counts(self) -> list[tuple[str, Kind, dict[TargetState, int]]]:
+        by_kind: dict[Kind, list[TargetState]] = {}
+        for t, h in self._control_hyst.items():
+            by_kind.setdefault(t.kind, []).append(h.state)
+        return [(CONTROLS, kind, count_states(states)) for kind, states in by_kind.items()]
 
     async def _watchdog(self, every: float) -> None:
         while True:

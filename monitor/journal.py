@@ -21,8 +21,10 @@ log = structlog.get_logger("monitor.daemon")
 
 def log_change(c: Change) -> None:
     if isinstance(c, TargetChanged):
-        log.info(
-            "target up" if c.up else "target down",
+        # A first answer is no change anyone acts on (the target was never answered, not
+        # down): at DEBUG, or a start would log one line per answering target.
+        (log.debug if c.first else log.info)(
+            "target answered" if c.first else "target up" if c.up else "target down",
             entity=c.entity,
             kind=c.target.kind.value,
             target=c.target.key,

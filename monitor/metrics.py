@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 from monitor import __version__
 from monitor.config import CONTROLS as CONTROLS  # re-exported: the controls' entity label
 from monitor.config import Config, configured_targets
+from monitor.detect.hysteresis import TargetState
 from monitor.detect.model import (
     Change,
     EventClosed,
@@ -320,12 +321,27 @@ class Metrics:
         )
         # The declaration of target_up (name, help, label names) for whoever inspects the
         # metric objects; its series live in `self.target_up` (see _TargetUp), not here.
-        target_up_help = "1 when the target answers, after down_after/up_after hysteresis"
+        target_up_help = (
+            "1 when the target answers, after down_after/up_after hysteresis; 0 when down or "
+            "never answered (targets{state=never_answered} tells them apart)"
+        )
         self._target_up_declared = Gauge(
             p + "target_up", target_up_help, _TargetUp.LABELS, registry=None
         )
         self.target_up = _TargetUp(p + "target_up", target_up_help)
         r.register(self.target_up)
+        # Never answered vs down, counted per entity and kind rather than per target: a second
+        # per-target family would double target_up's memory and scrape (~10 MB and 7.9 MB per
+        # scrape at 100,000 targets, the case where most addresses never answer), while these
+        # are 3 series per entity and kind; the API's status lists which targets never answered.
+        self.targets = Gauge(
+            p + "targets",
+            "Configured targets by state after hysteresis: up, down (answered before, not now), "
+            "never_answered (no answer since the daemon started or the target was added)",
+            ["entity", "kind", "state"],
+            registry=r,
+        )
+        self._target_counts: dict[tuple[str, str, str], float] = {}
         self.block_belief = Gauge(
             p + "block_belief",
             "Belief (0..1) that the /24 block is up",
@@ -378,6 +394,16 @@ class Metrics:
             ["entity", "target"],
             registry=r,
         )
+        self.tls_version_info = Gauge(
+            p + "tls_version_info",
+            "Always 1; the TLS version (TLSv1 ... TLSv1.3) and cipher last negotiated with an "
+            "HTTPS target in labels",
+            ["entity", "target", "version", "cipher"],
+            registry=r,
+        )
+        # (entity, target) -> (version, cipher) of its one tls_version_info series, so that a
+        # change of version replaces the series instead of adding a second one.
+        self._tls_seen: dict[tuple[str, str], tuple[str, str]] = {}
         self.dns_soa_serial = Gauge(
             p + "dns_soa_serial",
             "SOA serial last answered by a DNS target",
@@ -495,10 +521,15 @@ class Metrics:
             entity, kind, target = _parse_labels(labels)
             if kind == Kind.HTTP:
                 _remove(self.tls_not_after, entity, target)
+                if (tls := self._tls_seen.pop((entity, target), None)) is not None:
+                    _remove(self.tls_version_info, entity, target, *tls)
             if kind == Kind.DNS:
                 _remove(self.dns_soa_serial, entity, target)
         self.target_up.compact()
-        self.target_up.add_all((lab for lab in wanted if lab not in had), 1)
+        # 0, not 1: a target is not up before it answered (the detector's hysteresis starts
+        # "never answered" and makes it up at its first answer).
+        self.target_up.add_all((lab for lab in wanted if lab not in had), 0)
+        self._apply_target_counts(config, had, wanted)
 
         entities = {e.name for e in config.entities}
         pairs = set(wanted.values())
@@ -533,6 +564,46 @@ class Metrics:
                 for reason in Reason:
                     self.failures.labels(entity, kind, reason.value)
 
+    def _apply_target_counts(
+        self, config: Config, had: set[str], wanted: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """`targets` at load: the series of every (entity, kind), new targets counted as never
+        answered (the next `set_target_counts`, at the daemon's tick, brings the truth for
+        targets a reload kept); pairs that went lose their series."""
+        added: dict[tuple[str, str], int] = {}
+        for lab, pair in wanted.items():
+            if lab not in had:
+                added[pair] = added.get(pair, 0) + 1
+        pairs = set(wanted.values())
+        counts: dict[tuple[str, str, str], float] = {}
+        for entity, kind in pairs:
+            for state in TargetState:
+                key = (entity, kind, state.value)
+                counts[key] = self._target_counts.get(key, 0)
+            never = (entity, kind, TargetState.NEVER_ANSWERED.value)
+            counts[never] += added.get((entity, kind), 0)
+        self._replace_target_counts(counts)
+
+    def set_target_counts(
+        self, counts: Iterable[tuple[str, str, Mapping[TargetState, int]]]
+    ) -> None:
+        """Snapshot of the targets per state of every (entity, kind) (the detector's, and the
+        controls' under entity `_controls`); pairs not given lose their series."""
+        now: dict[tuple[str, str, str], float] = {}
+        for entity, kind, by_state in counts:
+            for state in TargetState:
+                now[(entity, str(kind), state.value)] = by_state.get(state, 0)
+        self._replace_target_counts(now)
+
+    def _replace_target_counts(self, counts: dict[tuple[str, str, str], float]) -> None:
+        had = self._target_counts
+        for key, n in counts.items():
+            if had.get(key) != n:
+                self.targets.labels(*key).set(n)
+        for gone in had.keys() - counts.keys():
+            _remove(self.targets, *gone)
+        self._target_counts = counts
+
     def record(self, entity: str, result: ProbeResult) -> None:
         """Count one probe result (hot path: cached children, no label lookups on success)."""
         kind = result.target.kind.value
@@ -549,12 +620,28 @@ class Metrics:
                 not_after = extra.get("tls_not_after")
                 if isinstance(not_after, int | float):
                     self.tls_not_after.labels(entity, result.target.key).set(not_after)
+                version = extra.get("tls_version")
+                if isinstance(version, str):
+                    self._set_tls_version(entity, result.target.key, version, extra)
                 serial = extra.get("soa_serial")
                 if isinstance(serial, int):
                     self.dns_soa_serial.labels(entity, result.target.key).set(serial)
         else:
             reason = result.reason or Reason.OTHER
             self.failures.labels(entity, kind, reason.value).inc()
+
+    def _set_tls_version(
+        self, entity: str, target: str, version: str, extra: Mapping[str, object]
+    ) -> None:
+        cipher = extra.get("tls_cipher")
+        now = (version, cipher if isinstance(cipher, str) else "")
+        had = self._tls_seen.get((entity, target))
+        if had == now:
+            return
+        if had is not None:
+            _remove(self.tls_version_info, entity, target, *had)
+        self.tls_version_info.labels(entity, target, *now).set(1)
+        self._tls_seen[(entity, target)] = now
 
     def set_target_up(self, entity: str, target: Target, up: bool) -> None:
         labels = _TargetKey(entity, target.kind.value, target.key).labels_text()

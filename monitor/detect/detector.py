@@ -83,7 +83,7 @@ from monitor.detect.fusion import (
     fuse,
     loss_is_high,
 )
-from monitor.detect.hysteresis import Hysteresis
+from monitor.detect.hysteresis import Hysteresis, TargetState, count_states
 from monitor.detect.model import (
     JSON,
     SEVERITY,
@@ -375,6 +375,9 @@ class _Entity:
         self.pending = False
         self.last_eval = _NEVER
         self.blind_onset: float | None = None
+        # Targets up / down / never answered per kind, rebuilt (one pass) when a target's
+        # state changed since it was last read: None until then (see Detector.target_counts).
+        self.counts: dict[Kind, dict[TargetState, int]] | None = None
         self.configure(spec, params)
 
     def configure(self, spec: EntitySpec, params: DetectionParams) -> None:
@@ -410,6 +413,7 @@ class _Entity:
             self.by_kind.setdefault(ts.target.kind, []).append(ts)
         self.loss.window.width = params.degraded_window
         self.dirty = True
+        self.counts = None
 
 
 # --- the detector ------------------------------------------------------------------------------
@@ -487,6 +491,16 @@ class Detector:
         healthy = self._vantage.healthy
         ts.record(result.ok, t)
         e.kind_ev[result.kind].record(result)
+        first: list[Change] = []
+        if result.ok and not ts.hyst.answered:
+            # The first answer makes a never-answered target up at once, taken from the probe
+            # (not the round) so that the hysteresis state and `ever_ok` (what judgements and
+            # the API's counts read) always agree; also while our vantage is blind: an answer
+            # is proof whatever the controls say.
+            ts.hyst.update(True)
+            ts.up_evidence = t
+            e.counts = None
+            first = [TargetChanged(entity, result.target, True, now, first=True)]
         answered = result.ok or result.reason in ANSWERED
         block, addr = ts.block, ts.address
         urgent = False
@@ -501,8 +515,8 @@ class Detector:
         # A block going down (or coming back) is judged at once, at most every _EVAL_GAP per
         # entity; everything else waits for the next tick (a whole entity is re-read each time).
         if urgent and healthy and now - e.last_eval >= _EVAL_GAP:
-            return self._evaluate(e, now)
-        return []
+            return first + self._evaluate(e, now)
+        return first
 
     def observe_round(self, entity: str, target: Target, ok: bool, now: float) -> list[Change]:
         """A target's outcome for one round after its re-probes (drives its hysteresis)."""
@@ -512,6 +526,7 @@ class Detector:
             return []  # hysteresis is frozen while our own vantage is blind
         if not ts.hyst.update(ok):
             return []
+        e.counts = None
         if ts.hyst.up:
             ts.up_evidence = ts.ok_start if ts.ok_start is not None else now
         else:
@@ -638,10 +653,41 @@ class Detector:
             if e.event is not None:
                 ev = e.event
                 signals["event"] = {"id": ev.id, "kind": ev.kind.value, "start": iso(ev.start)}
-            entities.append(
-                {"name": e.name, "state": e.state.value, "since": iso(e.since), "signals": signals}
-            )
+            doc: JSON = {
+                "name": e.name,
+                "state": e.state.value,
+                "since": iso(e.since),
+                "signals": signals,
+                "targets": {
+                    kind.value: {s.value: n for s, n in counts.items()}
+                    for kind, counts in sorted(self._counts(e).items())
+                },
+            }
+            never = _never_answered(e)
+            if never:
+                doc["targets_never_answered"] = never
+            entities.append(doc)
         return {"vantage_healthy": self._vantage.healthy, "entities": entities}
+
+    @staticmethod
+    def _counts(e: _Entity) -> dict[Kind, dict[TargetState, int]]:
+        if e.counts is None:
+            e.counts = {
+                kind: count_states(ts.hyst.state for ts in states)
+                for kind, states in e.by_kind.items()
+            }
+        return e.counts
+
+    def target_counts(self) -> list[tuple[str, Kind, dict[TargetState, int]]]:
+        """(entity, kind, targets per state) of every entity and kind it has targets of, for
+        the `targets` gauge. An entity's counts are rebuilt (one pass over its targets) only
+        when one of its targets changed state since the last call, so calling this every
+        tick costs nothing in a steady state."""
+        return [
+            (e.name, kind, dict(counts))
+            for e in self._entities.values()
+            for kind, counts in self._counts(e).items()
+        ]
 
     def block_beliefs(self) -> list[tuple[str, str, float]]:
         """(entity, block, belief) of every known block, for the `block_belief` gauge."""
@@ -706,10 +752,13 @@ class Detector:
         for keys in ev.resumed_targets.values():
             for key in keys:
                 ts = by_key.get(key)
-                if ts is None or not ts.hyst.up:
+                if ts is None or ts.hyst.down:
                     continue
-                ts.hyst = Hysteresis(self.params.down_after, self.params.up_after, up=False)
+                # Down in the event before the restart: it answered then, so it is down, not
+                # never answered, until it answers again.
+                ts.hyst = Hysteresis(self.params.down_after, self.params.up_after, TargetState.DOWN)
                 ts.ever_ok = True
+                e.counts = None
                 ts.down_evidence = rec.start
                 ev.targets[ts.target] = None
                 changes.append(TargetChanged(e.name, ts.target, False, now))
@@ -768,10 +817,13 @@ class Detector:
                 kept = block.state is BlockState.DOWN and block.state_since < onset
                 if not kept:
                     block.reset(now)
+            e.counts = None
             for ts in e.targets.values():
-                was_down = not ts.hyst.up
+                was_down = ts.hyst.down
                 kept = was_down and ts.down_evidence is not None and ts.down_evidence < onset
-                ts.hyst = Hysteresis(p.down_after, p.up_after, up=not was_down or kept)
+                # Never answered stays so (nothing was learnt while blind that it answers).
+                state = ts.hyst.state if not was_down or kept else TargetState.UP
+                ts.hyst = Hysteresis(p.down_after, p.up_after, state)
                 if ts.fail_start is not None and ts.fail_start >= onset:
                     ts.fail_start = None
                 if was_down and not kept:
@@ -983,7 +1035,7 @@ class Detector:
         for issue, kind in ((EventKind.WEB, Kind.HTTP), (EventKind.DNS, Kind.DNS)):
             if issue in issues:
                 for ts in e.targets.values():
-                    if ts.target.kind is kind and ts.ever_ok and not ts.hyst.up:
+                    if ts.target.kind is kind and ts.hyst.down:
                         ev.targets[ts.target] = None
 
     def _recovery_time(self, e: _Entity, ev: _Event, now: float) -> float:
@@ -1082,6 +1134,25 @@ def _kind_view(states: list[_TargetState], answering: float, now: float) -> Kind
         if first is None or start < first:
             first = start
     return KindView(len(states), ever, down, first, failed, unprobed)
+
+
+def _never_answered(e: _Entity) -> dict[str, list[str]]:
+    """Per kind, the first `_MAX_LISTED_TARGETS` targets (in configuration order) that never
+    answered, so a user can find the addresses of the config that are silent."""
+    counts = e.counts or {}
+    out: dict[str, list[str]] = {}
+    for kind, states in e.by_kind.items():
+        if counts.get(kind, {}).get(TargetState.NEVER_ANSWERED) == 0:
+            continue
+        keys: list[str] = []
+        for ts in states:
+            if not ts.hyst.answered:
+                keys.append(ts.target.key)
+                if len(keys) >= _MAX_LISTED_TARGETS:
+                    break
+        if keys:
+            out[kind.value] = keys
+    return out
 
 
 def _answering_since(e: _Entity) -> float:

@@ -154,12 +154,15 @@ class VantageChanged:
 
 @dataclass(frozen=True, slots=True)
 class TargetChanged:
-    """A target's up/down after hysteresis flipped (set `target_up`)."""
+    """A target's up/down after hysteresis flipped (set `target_up`). `first`: the target's
+    first answer since the daemon started or it was added (it was never answered, not down:
+    no recovery, and logged at DEBUG only, so that a start makes no wave of log lines)."""
 
     entity: str
     target: Target
     up: bool
     at: float
+    first: bool = False
 
 
 Change = StateChanged | EventOpened | EventUpdated | EventClosed | VantageChanged | TargetChanged

@@ -80,8 +80,12 @@ async def scrape(d: Daemon) -> str:
     return await asyncio.to_thread(get)
 
 
-async def test_daemon_probes_and_reports_hysteresis(tmp_path: Path, tcp_server: int) -> None:
-    """Series exist at load; a refused port goes down after down_after rounds, the open one stays up."""
+async def test_daemon_probes_and_reports_hysteresis(
+    tmp_path: Path, tcp_server: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Series exist at load, target_up 0 (never answered, not an optimistic 1); the open port
+    is up at its first answer; a refused port never answered: target_up stays 0 but it is
+    counted never_answered, not down, and no "target down" line is logged for it."""
     closed = free_port()
     cfg_path = tmp_path / "c.yaml"
     write_config(cfg_path, tcp_server, closed)
@@ -90,7 +94,10 @@ async def test_daemon_probes_and_reports_hysteresis(tmp_path: Path, tcp_server: 
     try:
         m = await scrape(d)
         up_closed = dict(entity="loop", kind="tcp", target=f"127.0.0.1:{closed}")
-        assert value(m, "dprk_monitor_target_up", **up_closed) == 1, "created at load"
+        assert value(m, "dprk_monitor_target_up", **up_closed) == 0, "created at load, not up"
+        loop_tcp = dict(entity="loop", kind="tcp")
+        assert value(m, "dprk_monitor_targets", state="never_answered", **loop_tcp) == 2
+        assert value(m, "dprk_monitor_targets", state="up", **loop_tcp) == 0
         assert value(m, "dprk_monitor_probes_total", entity="loop", kind="tcp") is not None
         assert value(m, "dprk_monitor_config_last_reload_successful") == 1
         assert value(m, "dprk_monitor_build_info", version=__import__("monitor").__version__) == 1
@@ -107,6 +114,11 @@ async def test_daemon_probes_and_reports_hysteresis(tmp_path: Path, tcp_server: 
             )
             == 1
         )
+        assert value(m, "dprk_monitor_targets", state="never_answered", **loop_tcp) == 1
+        assert value(m, "dprk_monitor_targets", state="up", **loop_tcp) == 1
+        assert value(m, "dprk_monitor_targets", state="down", **loop_tcp) == 0
+        ctl = dict(entity="_controls", kind="tcp")
+        assert value(m, "dprk_monitor_targets", state="up", **ctl) == 1
         refused = value(
             m, "dprk_monitor_probe_failures_total", entity="loop", kind="tcp", reason="refused"
         )
@@ -115,20 +127,61 @@ async def test_daemon_probes_and_reports_hysteresis(tmp_path: Path, tcp_server: 
             value(m, "dprk_monitor_probe_rtt_seconds_count", entity="loop", kind="tcp") or 0
         ) >= 2
         assert (value(m, "dprk_monitor_probes_total", entity="_controls", kind="tcp") or 0) >= 2
+        entities = d.status()["entities"]
+        assert isinstance(entities, list)
+        (ent,) = entities
+        assert ent["targets"]["tcp"] == {"up": 1, "down": 0, "never_answered": 1}
+        assert ent["targets_never_answered"] == {"tcp": [f"127.0.0.1:{closed}"]}
     finally:
+        await d.stop()
+    out = capsys.readouterr().out
+    assert "target down" not in out and "target up" not in out
+
+
+async def test_a_target_that_answered_then_fails_goes_down(tmp_path: Path, tcp_server: int) -> None:
+    """A port that answered and then refuses goes down after down_after rounds: counted down."""
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg_path = tmp_path / "c.yaml"
+    write_config(cfg_path, tcp_server, port)
+    d = Daemon(config.load(cfg_path), str(cfg_path))
+    await d.start()
+    try:
+        target = dict(entity="loop", kind="tcp", target=f"127.0.0.1:{port}")
+        loop_tcp = dict(entity="loop", kind="tcp")
+        await asyncio.sleep(0.8)
+        m = await scrape(d)
+        assert value(m, "dprk_monitor_target_up", **target) == 1
+        assert value(m, "dprk_monitor_targets", state="up", **loop_tcp) == 2
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(1.5)
+        m = await scrape(d)
+        assert value(m, "dprk_monitor_target_up", **target) == 0
+        assert value(m, "dprk_monitor_targets", state="down", **loop_tcp) == 1
+        assert value(m, "dprk_monitor_targets", state="never_answered", **loop_tcp) == 0
+    finally:
+        server.close()
         await d.stop()
 
 
 async def test_reload_bad_config_keeps_old_and_good_config_removes_series(
     tmp_path: Path, tcp_server: int
 ) -> None:
-    """A bad reload is refused (metric 0, old targets kept); a good one drops gone series."""
+    """A bad reload is refused (metric 0, old targets kept); a good one drops gone series and
+    keeps the state of the targets that stay (up stays up: not reset to never answered)."""
     closed = free_port()
     cfg_path = tmp_path / "c.yaml"
     write_config(cfg_path, tcp_server, closed)
     d = Daemon(config.load(cfg_path), str(cfg_path))
     await d.start()
     try:
+        for _ in range(50):  # until the open port answered (its first round)
+            m = await scrape(d)
+            open_up = dict(entity="loop", kind="tcp", target=f"127.0.0.1:{tcp_server}")
+            if value(m, "dprk_monitor_target_up", **open_up) == 1:
+                break
+            await asyncio.sleep(0.1)
         cfg_path.write_text("entities: [\n")
         assert d.reload() is False
         m = await scrape(d)

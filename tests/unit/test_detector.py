@@ -107,6 +107,7 @@ class World:
     uplink_down: list[Interval] = field(default_factory=list)  # our own vantage
     loss: Callable[[float], float] = lambda t: 0.0  # round-trip loss of entity probes
     rtt: Callable[[float], float] = lambda t: 0.25
+    silent: frozenset[str] = frozenset()  # target keys that never answer (dead addresses)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -118,6 +119,8 @@ class World:
         if control:
             return True, None
         addr = target_address(target)
+        if target.key in self.silent:
+            return False, Reason.TIMEOUT
         if within(self.blackout, t):
             return False, Reason.TIMEOUT
         if addr is not None and any(addr in n and within(sp, t) for n, sp in self._nets.items()):
@@ -357,7 +360,7 @@ def test_web_only_outage_with_the_network_up() -> None:
     assert closed.evidence.to_json()["failure_order"] == ["http"]
     assert len(closed.evidence.to_json()["targets_down"]["http"]) == 5
     assert at(1500) <= closed.end <= at(1531)  # type: ignore[operator]
-    flips = [c for _, c in sim.log.changes if isinstance(c, TargetChanged)]
+    flips = [c for _, c in sim.log.changes if isinstance(c, TargetChanged) and not c.first]
     assert {c.target.kind for c in flips} == {Kind.HTTP}
 
 
@@ -609,7 +612,10 @@ def test_status_and_block_beliefs_have_the_api_shape() -> None:
     st = sim.det.status(now=at(700))
     assert st["vantage_healthy"] is True
     (ent,) = st["entities"]
-    assert set(ent) == {"name", "state", "since", "signals"}
+    assert set(ent) == {"name", "state", "since", "signals", "targets"}
+    # The hysteresis counts agree with the fused signals' (one notion of never answered).
+    assert ent["targets"] == ent["signals"]["targets"]
+    assert ent["targets"]["icmp"] == {"up": 0, "down": 27, "never_answered": 0}
     assert ent["name"] == "star-jv" and ent["state"] == "down"
     assert at(600) <= parse_time(ent["since"]) <= at(602)
     assert ent["signals"]["issues"] == ["blackout"]
@@ -652,3 +658,108 @@ def test_event_records_round_trip_through_resume() -> None:
     assert again.signals["phases"] == stored.signals["phases"]
     assert again.evidence.to_json()["resumed_at"] == [iso(at(900))]
     assert dict(again.evidence.to_json(), resumed_at=[]) == stored.evidence.to_json()
+
+
+# --- never answered: neither up nor down ---------------------------------------------------------
+
+SILENT = frozenset(
+    {"198.18.176.85", "198.18.179.76", "198.18.176.70:25", "198.18.176.9/com.kp/SOA"}
+)
+
+
+def test_silent_targets_make_no_target_changes_and_no_event() -> None:
+    """Addresses that never answer are never reported up or down (no TargetChanged, so no
+    'target down' wave after down_after rounds), open nothing, and are counted and listed as
+    never answered, apart from down."""
+    sim = run(World(seed=30, silent=SILENT), 600)
+    changed = [c for _, c in sim.log.changes if isinstance(c, TargetChanged)]
+    assert not [c for c in changed if c.target.key in SILENT]
+    assert all(c.up and c.first for c in changed), "answering targets: first answers only"
+    assert len(changed) == len(sim.spec.targets) - len(SILENT)
+    assert sim.log.opened() == [] and sim.det.entity_state("star-jv") is State.UP
+    (ent,) = sim.det.status(now=sim.now)["entities"]
+    assert ent["targets"]["icmp"] == {"up": 25, "down": 0, "never_answered": 2}
+    assert ent["targets"]["tcp"] == {"up": 4, "down": 0, "never_answered": 1}
+    assert ent["targets"]["dns"] == {"up": 3, "down": 0, "never_answered": 1}
+    assert ent["targets"] == ent["signals"]["targets"]
+    assert ent["targets_never_answered"] == {
+        "icmp": ["198.18.176.85", "198.18.179.76"],
+        "tcp": ["198.18.176.70:25"],
+        "dns": ["198.18.176.9/com.kp/SOA"],
+    }
+    counts = {(e, k.value): dict(c) for e, k, c in sim.det.target_counts()}
+    assert counts[("star-jv", "icmp")] == {"up": 25, "down": 0, "never_answered": 2}
+
+
+def test_first_answer_is_up_at_once_then_hysteresis_applies() -> None:
+    """A target is neither up nor down before it answers; its first answer makes it up at once
+    (no up_after rounds), failures before it are not counted; after it, down_after failed
+    rounds take it down and up_after good rounds bring it back."""
+    det, _, (a, b, _c), ctl = small()
+    det.observe(None, ok(ctl[0], T0), T0)
+    for k in range(3):  # three failed rounds before any answer: nothing to report
+        t = T0 + 30 * k
+        assert det.observe("box", lost(a, t), t + 3) == []
+        assert det.observe_round("box", a, False, t + 3) == []
+    assert _counts(det)["never_answered"] == 3
+    (first,) = det.observe("box", ok(a, T0 + 90), T0 + 90.1)
+    assert first == TargetChanged("box", a, True, T0 + 90.1, first=True)
+    assert det.observe_round("box", a, True, T0 + 90.1) == []
+    assert _counts(det) == {"up": 1, "down": 0, "never_answered": 2}
+    assert det.observe_round("box", a, False, T0 + 123) == []
+    (down,) = det.observe_round("box", a, False, T0 + 153)
+    assert down == TargetChanged("box", a, False, T0 + 153)
+    assert _counts(det) == {"up": 0, "down": 1, "never_answered": 2}
+    det.observe("box", ok(a, T0 + 180), T0 + 180.1)  # an answer of a down target: no jump
+    assert det.observe_round("box", a, True, T0 + 180.1) == []
+    assert det.observe_round("box", a, True, T0 + 210.1) == [
+        TargetChanged("box", a, True, T0 + 210.1)
+    ]
+    assert det.observe("box", ok(b, T0 + 211), T0 + 211) == [
+        TargetChanged("box", b, True, T0 + 211, first=True)
+    ]
+
+
+def _counts(det: Detector) -> dict[str, int]:
+    ((_, _, counts),) = det.target_counts()
+    return {s.value: n for s, n in counts.items()}
+
+
+def test_target_counts_are_rebuilt_only_after_a_change() -> None:
+    """target_counts() is read every tick: it recounts an entity only when one of its targets
+    changed state (the cache is dropped)."""
+    det, _, (a, _b, _c), _ = small()
+    first = det.target_counts()
+    assert det.target_counts() == first
+    e = det._entities["box"]
+    assert e.counts is not None
+    det.observe("box", lost(a, T0), T0)
+    assert e.counts is not None, "a failure of a never-answered target changes nothing"
+    det.observe("box", ok(a, T0 + 1), T0 + 1)
+    assert e.counts is None
+    assert _counts(det) == {"up": 1, "down": 0, "never_answered": 2}
+
+
+def test_resume_seeds_never_answered_targets_down() -> None:
+    """After a restart, targets down in a resumed event are down (they answered before the
+    stop), not never answered; the other targets stay never answered until they answer."""
+    w = World(seed=31, web_down=[(at(600), at(1500))])
+    (stored,) = run(w, 700).det.open_events()
+    spec, controls = dprk_box()
+    det = Detector(DetectionParams(), [spec], controls, now=at(760))
+    changes = det.resume([stored], at(760))
+    assert changes and all(isinstance(c, TargetChanged) and not c.up for c in changes)
+    counts = {k.value: {s.value: n for s, n in c.items()} for _, k, c in det.target_counts()}
+    assert counts["http"] == {"up": 0, "down": 5, "never_answered": 0}
+    assert counts["icmp"] == {"up": 0, "down": 0, "never_answered": 27}
+
+
+def test_never_answered_stays_so_across_a_vantage_blind_spell() -> None:
+    """When the vantage comes back, targets that never answered stay never answered (they
+    are not believed up like the targets that went down during the blind spell)."""
+    sim = run(World(seed=32, silent=SILENT, uplink_down=[(at(600), at(700))]), 900)
+    assert [h for _, h in sim.log.vantage()] == [False, True]
+    changed = [c for _, c in sim.log.changes if isinstance(c, TargetChanged)]
+    assert not [c for c in changed if c.target.key in SILENT]
+    (ent,) = sim.det.status(now=sim.now)["entities"]
+    assert ent["targets"]["icmp"] == {"up": 25, "down": 0, "never_answered": 2}

@@ -29,11 +29,12 @@ def fresh() -> Metrics:
 
 
 def test_series_created_at_load_and_removed_when_target_goes() -> None:
-    """target_up and per-kind counters exist from the start; a removed target's series vanish."""
+    """target_up (0: not answered yet) and per-kind counters exist from the start; a removed
+    target's series vanish."""
     m = fresh()
     m.apply_config(config.parse(CFG))
     assert (
-        get(m, "dprk_monitor_target_up", entity="star-jv", kind="icmp", target="198.18.176.15") == 1
+        get(m, "dprk_monitor_target_up", entity="star-jv", kind="icmp", target="198.18.176.15") == 0
     )
     assert get(m, "dprk_monitor_probes_total", entity="star-jv", kind="dns") == 0
     assert (
@@ -43,7 +44,7 @@ def test_series_created_at_load_and_removed_when_target_goes() -> None:
     assert get(m, "dprk_monitor_entity_state", entity="star-jv", state="unknown") == 1
     assert get(m, "dprk_monitor_outages_total", entity="star-jv", kind="blackout") == 0
     assert (
-        get(m, "dprk_monitor_target_up", entity="_controls", kind="icmp", target="198.19.8.8") == 1
+        get(m, "dprk_monitor_target_up", entity="_controls", kind="icmp", target="198.19.8.8") == 0
     )
 
     m.apply_config(
@@ -59,8 +60,66 @@ def test_series_created_at_load_and_removed_when_target_goes() -> None:
     )
     assert get(m, "dprk_monitor_probes_total", entity="star-jv", kind="dns") is None
     assert (
-        get(m, "dprk_monitor_target_up", entity="star-jv", kind="icmp", target="198.18.176.15") == 1
+        get(m, "dprk_monitor_target_up", entity="star-jv", kind="icmp", target="198.18.176.15") == 0
     )
+
+
+def test_target_up_starts_at_0_not_optimistic_1() -> None:
+    """A target that never answered is not reported up: target_up is 0 at load (it was 1)."""
+    m = fresh()
+    m.apply_config(config.parse(CFG))
+    m.set_target_up("star-jv", config.parse(CFG).entities[0].targets.icmp[0], True)
+    m.apply_config(config.parse(CFG.replace("198.18.176.15]", "198.18.176.15, 198.18.176.16]")))
+    ups = {
+        k: get(m, "dprk_monitor_target_up", entity="star-jv", kind="icmp", target=k)
+        for k in ("198.18.176.1", "198.18.176.15", "198.18.176.16")
+    }
+    assert ups == {"198.18.176.1": 1, "198.18.176.15": 0, "198.18.176.16": 0}, "a reload keeps"
+
+
+def targets(m: Metrics, entity: str, kind: str) -> dict[str, float | None]:
+    states = ("up", "down", "never_answered")
+    return {s: get(m, "dprk_monitor_targets", entity=entity, kind=kind, state=s) for s in states}
+
+
+def test_targets_by_state_created_at_load_all_never_answered() -> None:
+    """dprk_monitor_targets{entity,kind,state} exists at load: every target never answered."""
+    m = fresh()
+    m.apply_config(config.parse(CFG))
+    assert targets(m, "star-jv", "icmp") == {"up": 0, "down": 0, "never_answered": 2}
+    assert targets(m, "star-jv", "http") == {"up": 0, "down": 0, "never_answered": 1}
+    assert targets(m, "_controls", "icmp") == {"up": 0, "down": 0, "never_answered": 1}
+
+
+def test_targets_by_state_follow_snapshots_and_reloads() -> None:
+    """set_target_counts sets the counts; a reload counts new targets as never answered and
+    drops the series of an (entity, kind) that went; a snapshot drops pairs it lacks."""
+    from monitor.detect.hysteresis import TargetState as S
+
+    m = fresh()
+    m.apply_config(config.parse(CFG))
+    m.set_target_counts(
+        [
+            ("star-jv", "icmp", {S.UP: 1, S.DOWN: 1, S.NEVER_ANSWERED: 0}),
+            ("star-jv", "http", {S.NEVER_ANSWERED: 1}),
+            ("star-jv", "dns", {S.DOWN: 1}),
+            ("_controls", "icmp", {S.UP: 1}),
+        ]
+    )
+    assert targets(m, "star-jv", "icmp") == {"up": 1, "down": 1, "never_answered": 0}
+    assert targets(m, "star-jv", "dns") == {"up": 0, "down": 1, "never_answered": 0}
+    m.apply_config(
+        config.parse(
+            CFG.replace("198.18.176.15]", "198.18.176.15, 198.18.176.16]").replace(
+                "    dns: [{server: 198.18.176.15, name: kp}]\n", ""
+            )
+        )
+    )
+    assert targets(m, "star-jv", "icmp") == {"up": 1, "down": 1, "never_answered": 1}
+    assert targets(m, "star-jv", "dns") == {"up": None, "down": None, "never_answered": None}
+    m.set_target_counts([("star-jv", "icmp", {S.UP: 3})])
+    assert targets(m, "star-jv", "icmp") == {"up": 3, "down": 0, "never_answered": 0}
+    assert targets(m, "_controls", "icmp")["up"] is None
 
 
 def test_entity_removed_drops_its_state_series() -> None:
@@ -134,7 +193,10 @@ def test_target_up_renders_as_a_gauge_would() -> None:
     reference = CollectorRegistry()
     g = Gauge(m.target_up.name, m.target_up.doc, ["entity", "kind", "target"], registry=reference)
     for entity, t in configured_targets(cfg):
-        g.labels(entity, t.kind.value, t.key).set(1)
+        g.labels(entity, t.kind.value, t.key).set(0)
+    answered = cfg.entities[0].targets.icmp[1]
+    m.set_target_up("star-jv", answered, True)
+    g.labels("star-jv", "icmp", answered.key).set(1)
     odd = 'http://x.kp/a"b\\c\nd'  # no config accepts this URL; the escaping must still hold
     m.target_up.set(_TargetKey("star-jv", "http", odd).labels_text(), 0)
     g.labels("star-jv", "http", odd).set(0)
