@@ -408,6 +408,7 @@ def _spawn_builder() -> tuple[subprocess.Popen[str], list[str], list[int], Path]
     names = p.stdout.readline().split()
     pids = [int(x) for x in p.stdout.readline().split()]
     tmp = Path(p.stdout.readline().strip())
+    p.stdout.close()  # nothing more is read (an open pipe left to the gc is a ResourceWarning)
     assert names and pids, "builder failed"
     return p, names, pids, tmp
 
