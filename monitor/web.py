@@ -204,10 +204,19 @@ def status_page(status: dict[str, object], events: list[dict[str, object]]) -> s
     for ent in status.get("entities", []):  # type: ignore[attr-defined]
         state = str(ent["state"])
         colour = _COLOURS.get(state, "#000")
+        # Targets by state, never answered apart from down (a silent address of the config is
+        # not an outage): totals, each with its per-kind split as a tooltip.
+        cells = []
+        by_kind: dict[str, dict[str, int]] = ent.get("targets") or {}
+        for key, col in (("up", "up"), ("down", "down"), ("never_answered", "unknown")):
+            total = sum(c.get(key, 0) for c in by_kind.values())
+            split = ", ".join(f"{k} {c.get(key, 0)}" for k, c in by_kind.items())
+            style = f' style="color:{_COLOURS[col]}"' if total else ""
+            cells.append(f'<td{style} title="{esc(split)}">{total}</td>')
         rows.append(
             f"<tr><td>{esc(str(ent['name']))}</td>"
             f'<td style="color:{colour};font-weight:bold">{esc(state)}</td>'
-            f"<td>{esc(str(ent['since']))}</td></tr>"
+            f"<td>{esc(str(ent['since']))}</td>" + "".join(cells) + "</tr>"
         )
     evrows = []
     for ev in events[:LATEST]:
@@ -226,7 +235,8 @@ def status_page(status: dict[str, object], events: list[dict[str, object]]) -> s
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.2em .8em;"
         "text-align:left}</style></head><body><h1>dprk-outage-monitor</h1>"
         f"<p>Vantage: {esc(vantage)}</p>"
-        "<h2>Entities</h2><table><tr><th>entity</th><th>state</th><th>since</th></tr>"
+        "<h2>Entities</h2><table><tr><th>entity</th><th>state</th><th>since</th>"
+        "<th>targets up</th><th>down</th><th>never answered</th></tr>"
         + "".join(rows)
         + "</table><h2>Latest outages</h2><table><tr><th>start</th><th>end</th><th>entity</th>"
         "<th>kind</th><th>seconds</th></tr>"
