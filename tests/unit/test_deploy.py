@@ -576,12 +576,14 @@ def test_dashboard_has_label_values_variables(name: str, variables: list[str]) -
                 "dprk_monitor_bgp_prefix_visibility_ratio",
                 "dprk_monitor_vantage_healthy",
                 "dprk_monitor_event_store_healthy",
+                "dprk_monitor_targets",  # down apart from never answered
             ],
         ),
         (
             "dprk-target.json",
             [
                 "dprk_monitor_target_up",
+                "dprk_monitor_targets",
                 "dprk_monitor_probe_failures_total",
                 "dprk_monitor_probe_rtt_seconds_bucket",
             ],
@@ -592,6 +594,17 @@ def test_dashboard_shows_what_operators_need(name: str, metrics: list[str]) -> N
     """The overview and drill-down dashboards each chart the metrics their questions need."""
     text = (GRAFANA / "dashboards" / name).read_text()
     assert [m for m in metrics if m not in text] == []
+
+
+def test_dashboards_count_down_without_never_answered() -> None:
+    """No panel counts 'targets down' from target_up == 0 (which never-answered targets are
+    too): down comes from dprk_monitor_targets{state="down"}, never answered has its panel."""
+    for name in ("dprk-overview.json", "dprk-target.json"):
+        d = json.loads((GRAFANA / "dashboards" / name).read_text())
+        exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
+        assert not [e for e in exprs if re.search(r"target_up\{[^}]*\}\s*==\s*0", e)], name
+        assert any('state="down"' in e for e in exprs), name
+        assert any('state="never_answered"' in e for e in exprs), name
 
 
 def test_overview_all_entities_leaves_out_the_controls() -> None:
