@@ -8,6 +8,8 @@ writes its own section of docs/BENCHMARKS.md; at the end this prints which secti
 - `--only NAME` (repeatable): just these, e.g. `--only politeness` or `--only bench_icmp.py`;
 - `--list`: print the scripts that would run and exit;
 - `--no-write`: passed on to every bench (each must accept it): print only, leave the docs.
+- `--soak`: also run the long benches (LONG: bench_soak.py, two hours), skipped otherwise
+  (naming one with `--only` runs it too); they run without `--timeout`, their length bounds them.
 
 A new bench only has to be named `bench/bench_*.py`, run as root, accept `--no-write`, exit
 non-zero on failure and stop on SIGTERM.
@@ -29,15 +31,17 @@ ROOT = BENCH.parent
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 # The project's venv when there is one (`sudo python3 bench/run_all.py` still works), else us.
 VENV_PY = ROOT / ".venv" / "bin" / "python"
+# Benches of hours: run only with --soak or when named by --only.
+LONG = {"bench_soak.py"}
 PYTHON = str(VENV_PY) if VENV_PY.exists() else sys.executable
 
 
-def discover(only: list[str]) -> list[Path]:
-    """bench/bench_*.py in name order, or just those named by `only` (with or without
-    the `bench_` prefix and `.py` suffix)."""
+def discover(only: list[str], long: bool = False) -> list[Path]:
+    """bench/bench_*.py in name order (the LONG ones only if `long`), or just those named by
+    `only` (with or without the `bench_` prefix and `.py` suffix)."""
     scripts = sorted(BENCH.glob("bench_*.py"))
     if not only:
-        return scripts
+        return [p for p in scripts if long or p.name not in LONG]
     wanted = {re.sub(r"^bench_|\.py$", "", n) for n in only}
     picked = [p for p in scripts if re.sub(r"^bench_|\.py$", "", p.name) in wanted]
     missing = wanted - {re.sub(r"^bench_|\.py$", "", p.name) for p in picked}
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], metavar="NAME", help="run just these")
     ap.add_argument("--list", action="store_true", help="list the benches and exit")
     ap.add_argument("--no-write", action="store_true", help="passed on: leave the docs alone")
+    ap.add_argument("--soak", action="store_true", help="also the long benches (hours)")
     ap.add_argument(
         "--timeout",
         type=float,
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds per bench before it is stopped (0: none)",
     )
     args = ap.parse_args(argv)
-    scripts = discover(args.only)
+    scripts = discover(args.only, args.soak)
     if args.list:
         for s in scripts:
             print(s.relative_to(ROOT))
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     for script in scripts:
         t0 = time.monotonic()
-        rc = run_one(script, extra, args.timeout)
+        rc = run_one(script, extra, 0 if script.name in LONG else args.timeout)
         took = time.monotonic() - t0
         if rc != 0:
             print(
@@ -119,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"<== {script.name}: ok in {took:.0f} s", flush=True)
     total = time.monotonic() - started
     print(f"\nall {len(scripts)} benches passed in {total / 60:.1f} min")
+    skipped = sorted(LONG - {s.name for s in scripts})
+    if skipped and not args.only:
+        print(f"skipped (long; --soak runs them): {', '.join(skipped)}")
     if args.no_write:
         print("results printed above only (--no-write)")
         return 0
