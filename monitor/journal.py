@@ -10,6 +10,7 @@ from monitor.detect.model import (
     EventClosed,
     EventOpened,
     EventUpdated,
+    FirstRoundDone,
     StateChanged,
     TargetChanged,
     VantageChanged,
@@ -29,6 +30,18 @@ def log_change(c: Change) -> None:
             kind=c.target.kind.value,
             target=c.target.key,
         )
+    elif isinstance(c, FirstRoundDone):
+        # One line per entity after its first round instead of one per silent target.
+        if c.never_answered:
+            log.info(
+                "targets never answered",
+                entity=c.entity,
+                count=sum(c.never_answered.values()),
+                kinds=dict(c.never_answered),
+                examples=list(c.examples),
+            )
+        else:
+            log.debug("every target answered", entity=c.entity)
     elif isinstance(c, StateChanged):
         log.info(
             "entity state",

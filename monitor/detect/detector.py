@@ -93,6 +93,7 @@ from monitor.detect.model import (
     EventOpened,
     EventRecord,
     EventUpdated,
+    FirstRoundDone,
     State,
     StateChanged,
     TargetChanged,
@@ -159,6 +160,7 @@ class _TargetState:
     ok_start: float | None = None  # first success since the last failure
     down_evidence: float | None = None  # fail_start when hysteresis went down
     up_evidence: float | None = None  # ok_start when it came back up
+    rounded: bool = False  # had its first round (for the "never answered" summary line)
 
     def record(self, ok: bool, t: float) -> None:
         if ok:
@@ -378,6 +380,7 @@ class _Entity:
         # Targets up / down / never answered per kind, rebuilt (one pass) when a target's
         # state changed since it was last read: None until then (see Detector.target_counts).
         self.counts: dict[Kind, dict[TargetState, int]] | None = None
+        self.first_rounds_left = 0  # targets yet to have their first round
         self.configure(spec, params)
 
     def configure(self, spec: EntitySpec, params: DetectionParams) -> None:
@@ -414,6 +417,7 @@ class _Entity:
         self.loss.window.width = params.degraded_window
         self.dirty = True
         self.counts = None
+        self.first_rounds_left = sum(not ts.rounded for ts in self.targets.values())
 
 
 # --- the detector ------------------------------------------------------------------------------
@@ -524,15 +528,21 @@ class Detector:
         ts = e.targets.get(target) if e is not None else None
         if e is None or ts is None or not self._vantage.healthy:
             return []  # hysteresis is frozen while our own vantage is blind
+        done: list[Change] = []
+        if not ts.rounded:
+            ts.rounded = True
+            e.first_rounds_left -= 1
+            if e.first_rounds_left == 0:
+                done = [_first_round_done(e, now)]
         if not ts.hyst.update(ok):
-            return []
+            return done
         e.counts = None
         if ts.hyst.up:
             ts.up_evidence = ts.ok_start if ts.ok_start is not None else now
         else:
             ts.down_evidence = ts.fail_start if ts.fail_start is not None else now
         e.dirty = True  # judged at the next tick
-        return [TargetChanged(entity, target, ts.hyst.up, now)]
+        return [TargetChanged(entity, target, ts.hyst.up, now), *done]
 
     def observe_bgp(
         self,
@@ -1134,6 +1144,16 @@ def _kind_view(states: list[_TargetState], answering: float, now: float) -> Kind
         if first is None or start < first:
             first = start
     return KindView(len(states), ever, down, first, failed, unprobed)
+
+
+def _first_round_done(e: _Entity, now: float) -> FirstRoundDone:
+    never = {
+        kind.value: n
+        for kind, states in e.by_kind.items()
+        if (n := sum(not ts.hyst.answered for ts in states))
+    }
+    examples = tuple(k for keys in _never_answered(e).values() for k in keys[:3])
+    return FirstRoundDone(e.name, never, examples, now)
 
 
 def _never_answered(e: _Entity) -> dict[str, list[str]]:

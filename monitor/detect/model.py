@@ -165,4 +165,24 @@ class TargetChanged:
     first: bool = False
 
 
-Change = StateChanged | EventOpened | EventUpdated | EventClosed | VantageChanged | TargetChanged
+@dataclass(frozen=True, slots=True)
+class FirstRoundDone:
+    """Every target of an entity has had its first round (since the start, or since a reload
+    added targets): the one log line that names how many never answered, instead of a line
+    per silent target. `never_answered`: count per kind; `examples`: a few of their keys."""
+
+    entity: str
+    never_answered: Mapping[str, int]
+    examples: tuple[str, ...]
+    at: float
+
+
+Change = (
+    StateChanged
+    | EventOpened
+    | EventUpdated
+    | EventClosed
+    | VantageChanged
+    | TargetChanged
+    | FirstRoundDone
+)

@@ -14,7 +14,7 @@ import ipaddress
 import itertools
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -26,6 +26,7 @@ from monitor.detect.model import (
     EventOpened,
     EventRecord,
     EventUpdated,
+    FirstRoundDone,
     State,
     StateChanged,
     TargetChanged,
@@ -763,3 +764,35 @@ def test_never_answered_stays_so_across_a_vantage_blind_spell() -> None:
     assert not [c for c in changed if c.target.key in SILENT]
     (ent,) = sim.det.status(now=sim.now)["entities"]
     assert ent["targets"]["icmp"] == {"up": 25, "down": 0, "never_answered": 2}
+
+
+def test_one_summary_per_entity_after_its_first_round() -> None:
+    """After every target had its first round, one FirstRoundDone per entity says how many
+    never answered (the one log line instead of a line per silent target); none after."""
+    sim = run(World(seed=33, silent=SILENT), 300)
+    ((t, done),) = sim.log.of(FirstRoundDone)
+    assert isinstance(done, FirstRoundDone)
+    assert at(30) < t < at(31 + 3 * 3 + 1), "at the end of the first round (re-probes included)"
+    assert done.never_answered == {"icmp": 2, "tcp": 1, "dns": 1}
+    assert set(done.examples) == SILENT
+    quiet = run(World(seed=34), 300)
+    ((_, all_answered),) = quiet.log.of(FirstRoundDone)
+    assert isinstance(all_answered, FirstRoundDone) and all_answered.never_answered == {}
+
+
+def test_a_reload_that_adds_targets_summarises_their_first_round() -> None:
+    """Targets added by a reload get their own summary once they all had a round; targets
+    kept keep their state (an answered target is not never answered again)."""
+    det, spec, (a, b, c), ctl = small()
+    det.observe(None, ok(ctl[0], T0), T0)
+    for t in (a, b, c):
+        det.observe("box", ok(t, T0), T0)
+    out = [x for t in (a, b, c) for x in det.observe_round("box", t, True, T0)]
+    assert [type(x) for x in out] == [FirstRoundDone]
+    new = IcmpTarget(ip("198.18.180.4"))
+    det.reconfigure(DetectionParams(), [replace(spec, targets=(a, b, c, new))], ctl, T0 + 10)
+    assert _counts(det) == {"up": 3, "down": 0, "never_answered": 1}
+    det.observe("box", lost(new, T0 + 20), T0 + 23)
+    (done,) = det.observe_round("box", new, False, T0 + 23)
+    assert done == FirstRoundDone("box", {"icmp": 1}, ("198.18.180.4",), T0 + 23)
+    assert det.observe_round("box", a, True, T0 + 30) == []
