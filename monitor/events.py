@@ -84,7 +84,11 @@ log = structlog.get_logger("monitor.events")
 FILENAME = "events.sqlite3"
 SPOOL_NAME = "events.spool.jsonl"
 SCHEMA_VERSION = 2
-DEFAULT_LIMIT = 1000  # the API's chunk when streaming everything
+DEFAULT_LIMIT = 1000  # the API's page when none is asked for
+# Events per piece of a streamed export. A piece is read and rendered in a reader thread, but
+# rendering holds the GIL in long C calls: with 1,000 events (~1.3 MB) the loop waited up to
+# 68 ms behind it (bench/bench_longlife.py); 200 keeps each wait to a fraction of that.
+STREAM_CHUNK = 200
 MAX_LIMIT = 10_000  # the largest page `limit` may ask for
 LATEST = 20  # events on the status page
 # The last second `iso()` can write (9999-12-31T23:59:59Z): a stored time past it is corrupt.
@@ -976,8 +980,8 @@ class EventStore:
         return await self._off_loop(work)
 
     async def render_all(
-        self, q: Query, fmt: str, now: float, chunk: int = DEFAULT_LIMIT
-    ) -> AsyncGenerator[str, None]:
+        self, q: Query, fmt: str, now: float, chunk: int = STREAM_CHUNK
+    ) -> AsyncGenerator[bytes, None]:
         """Every matching event after q's cursor as one JSON list or CSV document, in pieces
         of `chunk` events, each read and rendered in a reader thread: a 100,000-event export
         costs the loop only the writes."""
@@ -990,10 +994,11 @@ class EventStore:
                 q: Query = q,
                 first: bool = first,
                 emitted: bool = emitted,
-            ) -> tuple[str, str | None, int]:
+            ) -> tuple[bytes, str | None, int]:
                 page = _select_page(conn, pending, q, chunk, self._corrupt)
                 last = page.next_cursor is None
-                text = _render_chunk(page, fmt, now, first, last, emitted)
+                # Encoded here too: a megabyte encoded on the loop is a stall of its own.
+                text = _render_chunk(page, fmt, now, first, last, emitted).encode()
                 return text, page.next_cursor, len(page)
 
             text, nxt, count = await self._off_loop(work)

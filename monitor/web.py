@@ -9,7 +9,7 @@ long render starves the loop all the same, and so does sending the whole body in
 
 The event log's routes (`/`, `/api/v1/outages[/{id}]`) never read the log on the loop: each
 query runs in the store's reader threads (`EventStore.*_async`, `render_page`, `render_all`);
-an export without `limit` is streamed in chunks of DEFAULT_LIMIT events, each read and
+an export without `limit` is streamed in chunks of STREAM_CHUNK events, each read and
 rendered in a thread. `/api/v1/openapi.json` describes every /api/v1 route (monitor/openapi.py).
 """
 
@@ -157,9 +157,9 @@ def make_app(
         resp = web.StreamResponse(headers={"Content-Type": f"{ctype}; charset=utf-8"})
         await resp.prepare(request)
         try:
-            await resp.write(first.encode())
+            await resp.write(first)
             async for chunk in chunks:
-                await resp.write(chunk.encode())
+                await resp.write(chunk)
             await resp.write_eof()
         except (StoreError, ConnectionResetError) as e:
             # Headers are out: all that is left is to end the body short, so that the client

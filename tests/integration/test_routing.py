@@ -88,7 +88,11 @@ def test_cut_upstream_link_names_that_upstream_as_the_last_answer(
     assert f"last answer: {up.name} AS{up.asn} router {last['address']}" in path["summary"]
     assert last["answer"] == "unreachable" and last["note"] == "!H"
     on_path = set(world.expected_path(path["target"]))
-    assert {h["address"] for h in path["hops"]} <= on_path, "every traced hop is on the path"
+    # A hop may be silent: the upstream router rate-limits its ICMP errors toward us and the
+    # ordinary probes of the dead blocks take its tokens (seen in CI: TTL 2 silent, TTL 3
+    # answered "unreachable"). Every hop that answered is on the path.
+    answered = {h["address"] for h in path["hops"] if h["address"] is not None}
+    assert answered <= on_path, "every traced hop is on the path"
     assert not path["reached"]
     assert parse_time(path["started"]) >= cut.at and t >= cut.at
 
