@@ -377,11 +377,19 @@ class _Entity:
         self.pending = False
         self.last_eval = _NEVER
         self.blind_onset: float | None = None
-        # Targets up / down / never answered per kind, rebuilt (one pass) when a target's
-        # state changed since it was last read: None until then (see Detector.target_counts).
+        # Targets up / down / never answered per kind (read every tick for the `targets`
+        # gauge), kept up to date by `move` at each change of a target's state: a recount took
+        # 10-16 ms at 100,000 targets. None: to be recounted (after a reload or a blind spell).
         self.counts: dict[Kind, dict[TargetState, int]] | None = None
         self.first_rounds_left = 0  # targets yet to have their first round
         self.configure(spec, params)
+
+    def move(self, kind: Kind, old: TargetState, new: TargetState) -> None:
+        """A target of `kind` went from `old` to `new`: its counts follow (O(1))."""
+        if self.counts is not None and old is not new:
+            by_state = self.counts[kind]
+            by_state[old] -= 1
+            by_state[new] += 1
 
     def configure(self, spec: EntitySpec, params: DetectionParams) -> None:
         """(Re)build the target tables, keeping the state of what stays."""
@@ -503,7 +511,7 @@ class Detector:
             # is proof whatever the controls say.
             ts.hyst.update(True)
             ts.up_evidence = t
-            e.counts = None
+            e.move(result.kind, TargetState.NEVER_ANSWERED, TargetState.UP)
             first = [TargetChanged(entity, result.target, True, now, first=True)]
         answered = result.ok or result.reason in ANSWERED
         block, addr = ts.block, ts.address
@@ -534,9 +542,10 @@ class Detector:
             e.first_rounds_left -= 1
             if e.first_rounds_left == 0:
                 done = [_first_round_done(e, now)]
+        old = ts.hyst.state
         if not ts.hyst.update(ok):
             return done
-        e.counts = None
+        e.move(target.kind, old, ts.hyst.state)
         if ts.hyst.up:
             ts.up_evidence = ts.ok_start if ts.ok_start is not None else now
         else:
@@ -690,9 +699,8 @@ class Detector:
 
     def target_counts(self) -> list[tuple[str, Kind, dict[TargetState, int]]]:
         """(entity, kind, targets per state) of every entity and kind it has targets of, for
-        the `targets` gauge. An entity's counts are rebuilt (one pass over its targets) only
-        when one of its targets changed state since the last call, so calling this every
-        tick costs nothing in a steady state."""
+        the `targets` gauge: kept as targets change (a recount only after a reload or a blind
+        spell), so calling this every tick costs next to nothing."""
         return [
             (e.name, kind, dict(counts))
             for e in self._entities.values()
@@ -766,9 +774,9 @@ class Detector:
                     continue
                 # Down in the event before the restart: it answered then, so it is down, not
                 # never answered, until it answers again.
+                e.move(ts.target.kind, ts.hyst.state, TargetState.DOWN)
                 ts.hyst = Hysteresis(self.params.down_after, self.params.up_after, TargetState.DOWN)
                 ts.ever_ok = True
-                e.counts = None
                 ts.down_evidence = rec.start
                 ev.targets[ts.target] = None
                 changes.append(TargetChanged(e.name, ts.target, False, now))
