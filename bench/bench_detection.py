@@ -1,13 +1,14 @@
 """Detection at the defaults: every outage scenario, full length, several runs, in the simulated world.
 
     sudo .venv/bin/python bench/bench_detection.py [--runs 3] [--parallel 8] [--scale 1.0]
-        [--only blackout,flapping] [--no-write]
+        [--only blackout,flapping] [--profile ideal,realistic] [--no-write]
 
 Each run is one worker process (`--worker SCENARIO`) that builds its own world, starts the real
 daemon with the default timings (interval 30 s, timeout 3 s, max_rate 20, detection defaults;
 `--scale` shrinks them all alike), replays the scenario and prints its Outcome as JSON. Runs go in
 parallel (each world is independent; the daemon at 30 s is nearly idle). The summary, median and
-spread per scenario, goes to the "Detection" section of docs/BENCHMARKS.md, next to IODA's
+spread per scenario and path profile (`--profile`: ideal paths, realistic paths with delay,
+jitter and loss, or both), goes to the "Detection" section of docs/BENCHMARKS.md, next to IODA's
 published detection windows.
 """
 
@@ -37,12 +38,12 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Detection"
 
 
-def worker(name: str, scale: float) -> dict[str, Any]:
+def worker(name: str, scale: float, profile: str) -> dict[str, Any]:
     from monitor.sim import scenarios
     from monitor.sim.daemonproc import DaemonProcess
     from monitor.sim.world import World
 
-    with World.build() as w, tempfile.TemporaryDirectory() as tmp:
+    with World.build(profile=profile) as w, tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "config.yaml"
         cfg.write_text(
             w.daemon_config(state_dir=f"{tmp}/var", **scenarios.scaled_config(scale)),
@@ -54,19 +55,22 @@ def worker(name: str, scale: float) -> dict[str, Any]:
             o = scenarios.SCENARIOS[name](scenarios.Runner(w, d, scale))
         finally:
             d.stop()
-        return dataclasses.asdict(o)
+        out = dataclasses.asdict(o)
+        out["profile"] = profile
+        return out
 
 
-def run_one(name: str, scale: float, index: int) -> dict[str, Any]:
+def run_one(name: str, scale: float, profile: str, index: int) -> dict[str, Any]:
     t0 = time.time()
     p = subprocess.run(
-        [sys.executable, __file__, "--worker", name, "--scale", str(scale)],
+        [sys.executable, __file__, "--worker", name, "--scale", str(scale), "--profile", profile],
         capture_output=True,
         text=True,
         timeout=3600,
     )
     if p.returncode != 0:
-        return {"scenario": name, "error": (p.stderr or p.stdout)[-2000:], "run": index}
+        err = (p.stderr or p.stdout)[-2000:]
+        return {"scenario": name, "profile": profile, "error": err, "run": index}
     out: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
     out["run"], out["wall"] = index, time.time() - t0
     return out
@@ -85,6 +89,8 @@ def fmt(values: list[float], unit: str = "s") -> str:
 # events than the incident (flapping may merge into one or two).
 EXPECTED = {
     "blackout": (1, 1),
+    "blackout_silent": (1, 1),
+    "blackout_unreachable": (1, 1),
     "ddos": (1, 1),
     "dns_first": (1, 1),
     "web_only": (1, 1),
@@ -92,27 +98,32 @@ EXPECTED = {
     "partial_upstream": (1, 1),
     "flapping": (1, 2),
     "random_loss": (0, 0),
+    "congestion": (0, 0),
     "vantage_uplink": (0, 0),
     "kill9_midoutage": (1, 1),
 }
 WHAT = {
-    "blackout": "all routes withdrawn at both upstreams",
+    "blackout": "all routes withdrawn (the world's default: unreachable ideal, silent realistic)",
+    "blackout_silent": "all routes dropped silently (blackhole: no ICMP error)",
+    "blackout_unreachable": "all routes withdrawn, routers answer host unreachable",
     "ddos": "loss 50→80→95 %, then routes withdrawn",
     "dns_first": "name servers stop, then all routes (Nov 2022)",
     "web_only": "web server stops, network up (May 2021)",
     "partial_block": "198.18.177.0/24 blackholed",
     "partial_upstream": "TransTelecom withdraws .177/.178",
     "flapping": "blackout toggled every 45 s, 4 times (Oct 2017)",
-    "random_loss": "30 % random loss for 10 min",
+    "random_loss": "30 % random loss for 10 min (events of every entity counted)",
+    "congestion": "RTT x2.5 and 8 % loss on every upstream for 5 min (realistic only)",
     "vantage_uplink": "our own uplink cut for 5 min",
     "kill9_midoutage": "kill -9 during a blackout, restart, repair",
 }
 
 
 def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: float) -> str:
-    by: dict[str, list[dict[str, Any]]] = {}
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
-        by.setdefault(r["scenario"], []).append(r)
+        by.setdefault((r.get("profile", "ideal"), r["scenario"]), []).append(r)
+    profiles = sorted({p for p, _ in by})
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -144,11 +155,12 @@ def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: floa
         "*closed*: repair → `outage_active` 0; *end error*: event end − repair; *false events*: "
         "events beyond the incident's own (none expected for loss and uplink cuts).",
         "",
-        "| scenario | what | runs ok | flagged | start error | closed | end error | events | false events |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| paths | scenario | what | runs ok | flagged | start error | closed | end error "
+        "| events | false events |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in (n for n in EXPECTED if n in by):
-        rs = by[name]
+    for profile, name in ((p, n) for p in profiles for n in EXPECTED if (p, n) in by):
+        rs = by[(profile, name)]
         ok = [r for r in rs if "error" not in r]
         lo, hi = EXPECTED[name]
         false = sum(max(0, len(r["events"]) - hi) for r in ok)
@@ -156,7 +168,7 @@ def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: floa
         counts = sorted({len(r["events"]) for r in ok})
         kinds = sorted({k["kind"] for r in ok for k in r["events"]})
         lines.append(
-            f"| {name} | {WHAT[name]} | {len(ok)}/{len(rs)} | "
+            f"| {profile} | {name} | {WHAT[name]} | {len(ok)}/{len(rs)} | "
             f"{fmt([r['detect_delay'] for r in ok if r['detect_delay'] is not None])} | "
             f"{fmt([r['start_error'] for r in ok if r['start_error'] is not None])} | "
             f"{fmt([r['close_delay'] for r in ok if r['close_delay'] is not None])} | "
@@ -201,11 +213,16 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--only", default="")
+    ap.add_argument(
+        "--profile",
+        default="ideal",
+        help="path profiles, comma-separated: ideal, realistic (congestion: realistic only)",
+    )
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--from-raw", help="re-render the summary of a saved bench/results/*.json")
     args = ap.parse_args()
     if args.from_raw:
-        results = json.loads(Path(args.from_raw).read_text(encoding="utf-8"))
+        results: list[dict[str, Any]] = json.loads(Path(args.from_raw).read_text(encoding="utf-8"))
         for r in results:  # older runs named this scenario "kill9"
             r["scenario"] = "kill9_midoutage" if r["scenario"] == "kill9" else r["scenario"]
         wall = 0.0  # the total wall time of the original run is not in the raw file
@@ -216,22 +233,37 @@ def main() -> int:
             benchlib.write_section(SECTION, text)
         return 0
     if args.worker:
-        print(json.dumps(worker(args.worker, args.scale)))
+        print(json.dumps(worker(args.worker, args.scale, args.profile)))
         return 0
     if os.geteuid() != 0:
         print("bench_detection needs root (network namespaces)", file=sys.stderr)
         return 2
     names = [n for n in EXPECTED if not args.only or n in args.only.split(",")]
-    jobs = [(n, i) for i in range(args.runs) for n in names]
+    profiles = [p for p in args.profile.split(",") if p]
+    jobs = [
+        (n, p, i)
+        for i in range(args.runs)
+        for p in profiles
+        for n in names
+        if not (n == "congestion" and p != "realistic")
+    ]
     t0 = time.time()
-    results: list[dict[str, Any]] = []
+    results = []
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
-        futs = {pool.submit(run_one, n, args.scale, i): (n, i) for n, i in jobs}
+        futs = {pool.submit(run_one, n, args.scale, p, i): (n, i) for n, p, i in jobs}
         for f in concurrent.futures.as_completed(futs):
             r = f.result()
             results.append(r)
             state = "FAILED" if "error" in r else f"{len(r['events'])} event(s)"
-            print(f"[{time.time() - t0:6.0f}s] {r['scenario']} run {r['run']}: {state}", flush=True)
+            if "error" not in r:
+                state += (
+                    f", flagged {r['detect_delay']}, start error {r['start_error']},"
+                    f" closed {r['close_delay']}"
+                )
+            print(
+                f"[{time.time() - t0:6.0f}s] {r['profile']} {r['scenario']} run {r['run']}: {state}",
+                flush=True,
+            )
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     raw = ROOT / "bench" / "results" / f"detection-{int(t0)}.json"
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")

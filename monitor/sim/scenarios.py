@@ -124,6 +124,13 @@ class Runner:
         evs = self.daemon.outages() or []
         return [e for e in evs if e["entity"] == self.entity]
 
+    def world_entities(self) -> list[str]:
+        return [e.name for e in self.world.spec.entities]
+
+    def all_events(self) -> list[dict[str, Any]]:
+        """Every entity's events (for scenarios where none should open anywhere)."""
+        return list(self.daemon.outages() or [])
+
     def measure_open(self, o: Outcome, fault_at: float, within: float | None = None) -> None:
         t = self.wait(self.active, within or 4 * DETECT_WITHIN * self.scale, "outage opened")
         o.detect_delay = t - fault_at
@@ -141,17 +148,34 @@ class Runner:
             o.end_error = parse_time(evs[-1]["end"]) - repair_at
 
 
-def blackout(r: Runner) -> Outcome:
-    """Every route withdrawn at both upstreams (Dec 2014, Jun 2025)."""
-    o = Outcome("blackout", r.scale)
+def _blackout(r: Runner, name: str, mode: str | None) -> Outcome:
+    o = Outcome(name, r.scale)
     r.warm()
-    cut = r.world.blackout()
+    cut = r.world.blackout(mode)
+    o.notes["mode"] = cut.params.get("mode")
     r.measure_open(o, cut.at)
     r.hold(3)
     rep = r.world.repair_blackout()
     r.measure_close(o, rep.at)
     o.events = r.events()
     return o
+
+
+def blackout(r: Runner) -> Outcome:
+    """Every route withdrawn at both upstreams (Dec 2014, Jun 2025), as the world does by
+    default (ideal paths: routers answer unreachable; realistic paths: silent)."""
+    return _blackout(r, "blackout", None)
+
+
+def blackout_silent(r: Runner) -> Outcome:
+    """A blackout whose routers drop silently (an upstream keeping a default route): no ICMP
+    error, only timeouts. The headline case: real paths often give no fast evidence."""
+    return _blackout(r, "blackout_silent", "blackhole")
+
+
+def blackout_unreachable(r: Runner) -> Outcome:
+    """A blackout whose routers answer ICMP host unreachable (rate-limited)."""
+    return _blackout(r, "blackout_unreachable", "unreachable")
 
 
 def ddos(r: Runner) -> Outcome:
@@ -259,22 +283,64 @@ def flapping(r: Runner) -> Outcome:
     return o
 
 
+def _watch_all(r: Runner, o: Outcome, states: dict[str, set[str]]) -> Callable[[Metrics], None]:
+    """An invariant check for `Runner.hold`: every entity's states seen, and the first time any
+    entity had an outage open."""
+    names = r.world_entities()
+
+    def check(m: Metrics) -> None:
+        for name in names:
+            states.setdefault(name, set()).add(
+                m.one_hot("dprk_monitor_entity_state", "state", entity=name) or "?"
+            )
+            if m.value("dprk_monitor_outage_active", 0.0, entity=name) == 1:
+                o.notes.setdefault("active_seen", {}).setdefault(name, time.time())
+
+    return check
+
+
 def random_loss(r: Runner, rate: float = 0.3, minutes: float = 10) -> Outcome:
-    """30% random loss per packet for 10 minutes: no outage, never down."""
+    """30% random loss per packet (into every block, from every upstream) for 10 minutes: no
+    outage and never down, for any entity, the small ones (one /24, three addresses) included.
+    `events` are every entity's."""
     o = Outcome("random_loss", r.scale)
     r.warm()
     r.world.loss(rate)
-    states: set[str] = set()
-
-    def check(m: Metrics) -> None:
-        states.add(r.state(m) or "?")
-        if r.active(m):
-            o.notes.setdefault("active_seen", time.time())
-
+    states: dict[str, set[str]] = {}
+    check = _watch_all(r, o, states)
     r.hold(minutes * 60 / DEFAULT_INTERVAL, check)
     r.world.clear_loss()
-    o.notes["states"] = sorted(states)
-    o.events = r.events()
+    o.notes["states"] = sorted(states.get(r.entity, ()))
+    o.notes["states_by_entity"] = {k: sorted(v) for k, v in states.items()}
+    o.events = r.all_events()
+    return o
+
+
+def congestion(
+    r: Runner, minutes: float = 5, rtt_factor: float = 2.5, loss: float = 0.08
+) -> Outcome:
+    """A congestion episode on every upstream (RTT x2.5, 8 % loss per direction, 20 s ramps)
+    for 5 minutes: no event of any kind for any entity. Realistic paths only (the episode
+    lives on the delay lines). The episode's length scales with the clock; its latency does
+    not (a path's RTT is physics)."""
+    o = Outcome("congestion", r.scale)
+    r.warm()
+    duration = minutes * 60 * r.scale
+    links = [ln for ln in r.world.path_links if ln != "ctl"]
+    if not links:
+        raise RuntimeError("congestion needs realistic paths (World.build(profile='realistic'))")
+    first = None
+    for ln in links:
+        rec = r.world.congestion(
+            ln, duration=duration, rtt_factor=rtt_factor, loss=loss, ramp=min(20.0, duration / 4)
+        )
+        first = first or rec
+    states: dict[str, set[str]] = {}
+    check = _watch_all(r, o, states)
+    r.hold(duration / r.interval + 2, check)
+    o.notes["states"] = sorted(states.get(r.entity, ()))
+    o.notes["states_by_entity"] = {k: sorted(v) for k, v in states.items()}
+    o.events = r.all_events()
     return o
 
 
@@ -331,6 +397,8 @@ SCENARIOS: dict[str, Callable[[Runner], Outcome]] = {
     f.__name__: f
     for f in (
         blackout,
+        blackout_silent,
+        blackout_unreachable,
         ddos,
         dns_first,
         web_only,
@@ -338,6 +406,7 @@ SCENARIOS: dict[str, Callable[[Runner], Outcome]] = {
         partial_upstream,
         flapping,
         random_loss,
+        congestion,
         vantage_uplink,
         kill9_midoutage,
     )
