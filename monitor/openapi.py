@@ -79,6 +79,23 @@ _STATUS: JSON = {
                     "state": {"type": "string", "enum": [s.value for s in State]},
                     "since": _TIME,
                     "signals": {"type": "object"},
+                    "targets": {
+                        "type": "object",
+                        "description": "per kind, the targets up, down and never answered",
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["up", "down", "never_answered"],
+                            "properties": {
+                                k: {"type": "integer", "minimum": 0}
+                                for k in ("up", "down", "never_answered")
+                            },
+                        },
+                    },
+                    "targets_never_answered": {
+                        "type": "object",
+                        "description": "per kind, the first 50 targets that never answered",
+                        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    },
                 },
             },
         },
