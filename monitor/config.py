@@ -35,6 +35,7 @@ from yarl import URL
 
 from monitor.detect.params import DetectionParams, duration_fields
 from monitor.probes.base import (
+    TLS_VERSIONS,
     DnsTarget,
     HttpTarget,
     IcmpTarget,
@@ -797,6 +798,16 @@ def _parse_ca_file(value: Any) -> str:
     return path
 
 
+def _parse_tls_version(value: Any) -> str:
+    # YAML reads an unquoted 1.2 as a float; str() gives back the text the user wrote.
+    text = str(value) if isinstance(value, float) else value
+    if not isinstance(text, str) or text not in TLS_VERSIONS:
+        raise ValueError(
+            f"expected a TLS version, one of {', '.join(TLS_VERSIONS)}, got {_show(value)}"
+        )
+    return text
+
+
 def _parse_rdtype(value: Any) -> str:
     text = _str(value).upper()
     try:
@@ -880,6 +891,7 @@ _HTTP: dict[str, Callable[[Any], Any]] = {
     "max_body": parse_size,
     "tls_verify": _bool,
     "ca_file": _parse_ca_file,
+    "min_tls_version": _parse_tls_version,
 }
 _check_table(HttpTarget, _HTTP)
 

@@ -68,6 +68,10 @@ class TcpTarget:
         return f"{_fmt_host(self.address)}:{self.port}"
 
 
+# The values of HttpTarget.min_tls_version, oldest first.
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
 @dataclass(frozen=True, slots=True)
 class HttpTarget:
     url: str
@@ -77,6 +81,9 @@ class HttpTarget:
     max_body: int = 256 * 1024
     tls_verify: bool = True
     ca_file: str | None = None
+    # The lowest TLS version accepted (one of TLS_VERSIONS); the HTTP prober's docstring says
+    # why the default takes every version down to 1.0.
+    min_tls_version: str = "1.0"
     kind: Kind = field(default=Kind.HTTP, init=False, compare=False)
 
     @property

@@ -17,8 +17,21 @@ Semantics (the contract the tests pin):
   never inflate it).
 - The whole probe (connect, TLS, redirects, body) is bounded by `timeout`: a server that never
   sends headers, or dribbles a body that neither ends nor reaches the cap in time, is TIMEOUT.
-- `extra`: `status`, `bytes`, `redirects`, `truncated`, and `tls_not_after` (epoch seconds of
-  the last HTTPS certificate seen, verified or not).
+- `extra`: `status`, `bytes`, `redirects`, `truncated`, and for HTTPS `tls_not_after` (epoch
+  seconds of the last certificate seen, verified or not), `tls_version` (as OpenSSL names it:
+  "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3") and `tls_cipher` of the last handshake.
+- Legacy TLS: the question is whether the site answers, not whether its TLS is modern, so by
+  default (`min_tls_version` "1.0") the prober speaks whatever the server offers down to TLS 1.0,
+  with the old ciphers (SHA-1 MACs, RSA key exchange, CBC) such servers have. That takes
+  OpenSSL's security level 0: TLS 1.0/1.1 sign the handshake with MD5+SHA-1, which every higher
+  level refuses. A target that sets "1.2" or "1.3" gets Python's default context with that
+  floor, as before; a server below it fails TLS_ERROR with a detail naming the floor.
+- `tls_verify: true` stays exactly as strict as Python's default context: trust chain, names,
+  dates through OpenSSL, and, since level 0 would also drop the key-size and digest floor of
+  the chain, that floor (level 2: RSA/DSA keys >= 2048 bits, EC >= 224, no SHA-1 or MD5
+  signatures below the trust anchor) is checked by the prober itself right after OpenSSL
+  verified the chain (certtime.chain_weakness). A legacy protocol is not a certificate problem;
+  a weak certificate still is.
 - `rtt` is the time of the whole exchange up to the end of the (capped) body.
 """
 
@@ -30,6 +43,7 @@ import ipaddress
 import socket
 import ssl
 import time
+import warnings
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -39,6 +53,7 @@ from yarl import URL
 from monitor import __version__
 from monitor.probes import certtime
 from monitor.probes.base import (
+    TLS_VERSIONS,
     HttpTarget,
     IPAddress,
     Kind,
@@ -54,6 +69,34 @@ MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 _USER_AGENT = f"dprk-outage-monitor/{__version__} (outage monitoring; one request per interval)"
+
+# min_tls_version -> OpenSSL's protocol floor.
+_TLS_FLOOR: dict[str, ssl.TLSVersion] = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+assert tuple(_TLS_FLOOR) == TLS_VERSIONS
+# Below TLS 1.2: every cipher that authenticates the server and encrypts (no aNULL: a cipher
+# without a certificate would pass a verifying context unverified; no eNULL), PSK and SRP left
+# out as they need keys we do not have. Level 0 is what TLS 1.0/1.1's MD5+SHA-1 handshake
+# signatures need on OpenSSL 3 (at level 1 ECDHE-RSA on TLS 1.0 fails with
+# LEGACY_SIGALG_DISALLOWED_OR_UNSUPPORTED); this build has no RC4 or 3DES left to offer.
+_LEGACY_CIPHERS = "ALL:!aNULL:!eNULL:!PSK:!SRP:@SECLEVEL=0"
+# Servers that old may predate RFC 5746 (secure renegotiation), which OpenSSL 3 refuses by
+# default; we never renegotiate, so the attack it guards against has nothing to inject into.
+_OP_LEGACY_SERVER_CONNECT = 0x4  # ssl.OP_LEGACY_SERVER_CONNECT from Python 3.12 on
+# OpenSSL's reasons for "no protocol version in common".
+_PROTOCOL_REASONS = frozenset(
+    {
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "UNSUPPORTED_PROTOCOL",
+        "WRONG_SSL_VERSION",
+        "VERSION_TOO_LOW",
+        "NO_PROTOCOLS_AVAILABLE",
+    }
+)
 
 # The (URL host, address) pin of the probe running in the current task. A context variable rather
 # than shared state: concurrent probes that pin the same host name to different addresses each
@@ -137,7 +180,9 @@ class HttpProber:
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self._ssl_contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        # One context per (tls_verify, ca_file, min_tls_version): building one per probe
+        # costs more than the handshake (the system roots are parsed again each time).
+        self._ssl_contexts: dict[tuple[bool, str | None, str], ssl.SSLContext] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -158,18 +203,10 @@ class HttpProber:
         return self._session
 
     def _ssl_for(self, target: HttpTarget) -> ssl.SSLContext:
-        key = (target.tls_verify, target.ca_file)
+        key = (target.tls_verify, target.ca_file, target.min_tls_version)
         ctx = self._ssl_contexts.get(key)
         if ctx is None:
-            if target.tls_verify:
-                ctx = ssl.create_default_context()
-                if target.ca_file is not None:
-                    ctx.load_verify_locations(cafile=target.ca_file)  # added to the system roots
-            else:
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # SNI is still sent
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            ctx.sslobject_class = _RecordingSSLObject
+            ctx = build_ssl_context(*key)
             self._ssl_contexts[key] = ctx
         return ctx
 
@@ -192,6 +229,10 @@ class HttpProber:
                 reason, detail = Reason.TIMEOUT, f"no complete answer in {timeout:g}s"
             else:
                 reason, detail = _classify(e)
+                refused = _ssl_error(e)
+                if refused is not None and refused.reason in _PROTOCOL_REASONS:
+                    floor = f"TLS {target.min_tls_version}"
+                    detail = f"tls: no TLS version in common at or above {floor}: {refused}"
             return ProbeResult.failure(target, started, reason, _short(detail), out.extra)
         rtt = time.perf_counter() - t0
         if out.problem is not None:
@@ -273,8 +314,36 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, out: _Outcome) ->
     out.extra["truncated"] = not resp.content.at_eof()
 
 
+def build_ssl_context(verify: bool, ca_file: str | None, min_version: str) -> ssl.SSLContext:
+    """The client context of one (tls_verify, ca_file, min_tls_version); see the module docstring.
+
+    Raises OSError or ValueError for an unreadable or invalid CA file.
+    """
+    if verify:
+        ctx = ssl.create_default_context()
+        if ca_file is not None:
+            ctx.load_verify_locations(cafile=ca_file)  # added to the system roots
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # SNI is still sent
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    floor = _TLS_FLOOR[min_version]
+    with warnings.catch_warnings():
+        # Python deprecates the names TLSv1 and TLSv1_1; talking to such servers is the point.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = floor
+    legacy = floor < ssl.TLSVersion.TLSv1_2
+    if legacy:
+        ctx.set_ciphers(_LEGACY_CIPHERS)
+        ctx.options |= _OP_LEGACY_SERVER_CONNECT
+    # Level 0 dropped the chain's strength floor too: a verifying context puts it back.
+    ctx.sslobject_class = _StrengthCheckedSSLObject if verify and legacy else _RecordingSSLObject
+    return ctx
+
+
 class _RecordingSSLObject(ssl.SSLObject):
-    """Notes the peer certificate's expiry the moment the handshake completes.
+    """Notes the protocol, the cipher and the peer certificate's expiry the moment the
+    handshake completes.
 
     aiohttp hands the connection back to its pool (and drops it from the response) as soon as a
     short body has arrived, so the certificate cannot be read from the response afterwards.
@@ -285,8 +354,55 @@ class _RecordingSSLObject(ssl.SSLObject):
     def do_handshake(self) -> None:
         super().do_handshake()
         sink = _TLS_SINK.get()
-        if sink is not None and (not_after := _not_after(self)) is not None:
+        if sink is None:
+            return
+        if (version := self.version()) is not None:
+            sink["tls_version"] = version
+        if (cipher := self.cipher()) is not None:
+            sink["tls_cipher"] = cipher[0]
+        if (not_after := _not_after(self)) is not None:
             sink["tls_not_after"] = not_after
+
+
+class _StrengthCheckedSSLObject(_RecordingSSLObject):
+    """Refuses, after OpenSSL verified it, a chain that security level 2 would have refused.
+
+    The error is the one OpenSSL raises for it (a certificate verification error, so the probe
+    fails TLS_ERROR with "certificate: ..."); the handshake is complete but no byte of the
+    request has been sent.
+    """
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        chain = _verified_chain(self)
+        why = (
+            "the verified chain is not available to check its strength"
+            if chain is None
+            else certtime.chain_weakness(chain)
+        )
+        if why is not None:
+            err = ssl.SSLCertVerificationError(
+                1, f"[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: {why}"
+            )
+            err.reason = "CERTIFICATE_VERIFY_FAILED"
+            err.library = "SSL"
+            err.verify_message = why
+            raise err
+
+
+def _verified_chain(sslobj: ssl.SSLObject) -> list[bytes] | None:
+    """The DER certificates of the verified chain, leaf first, trust anchor last."""
+    public = getattr(sslobj, "get_verified_chain", None)  # Python >= 3.13
+    if public is not None:
+        return [bytes(c) for c in public()]
+    # 3.10 to 3.12 have it on the private object only, as certificate objects.
+    private = getattr(getattr(sslobj, "_sslobj", None), "get_verified_chain", None)
+    if private is None:
+        return None
+    return [bytes(c.public_bytes(_ENCODING_DER)) for c in private()]
+
+
+_ENCODING_DER = 2  # _ssl.ENCODING_DER
 
 
 def _not_after(sslobj: ssl.SSLObject) -> float | None:
@@ -323,6 +439,12 @@ def _classify(exc: BaseException) -> tuple[Reason, str]:
     if isinstance(exc, OSError):
         return classify_oserror(exc)
     return Reason.OTHER, f"{type(exc).__name__}: {exc}"
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """OpenSSL's own error inside one aiohttp wrapped (whose classes are SSLErrors too)."""
+    inner = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    return inner if isinstance(inner, ssl.SSLError) and inner.reason is not None else None
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -199,7 +199,7 @@ INVALID = [
     (
         "entities:\n  - name: e\n    http:\n      - {url: 'http://kcna.kp/', adress: 198.18.176.1}\n",
         "c.yaml:4: entities[0].http[0].adress: unknown key (allowed: address, ca_file, "
-        "expect_status, max_body, tls_verify, url)",
+        "expect_status, max_body, min_tls_version, tls_verify, url)",
     ),
     (
         "entities:\n  - name: e\n    http:\n      - {url: 'https://a.kp/', ca_file: /nonexistent.pem}\n",
