@@ -18,17 +18,24 @@ Adaptive Probing" (SIGCOMM 2013), as IODA runs it:
   clamped to [`belief_min`, `belief_max`] so it can always recover. Up above `up_threshold`,
   down below `down_threshold`, uncertain between.
 
-Two refinements for a prober that re-probes at once:
+Refinements for a prober that re-probes at once:
 
 - Re-probes of an address that just failed are correlated (one dead host, or one path), so a
   negative counts in Bayes only if the address's last *counted* negative is `negative_spacing`
   seconds older; a blackout therefore needs failures from several addresses (or over time).
+  Once the run holds failures of at least `min(3, |E(b)|)` distinct addresses (no dead host
+  alone can do that), an address counts again `repeat_spacing` seconds after its last counted
+  negative: a block of three addresses is judged in seconds, not in four `negative_spacing`s.
 - Results arrive out of order (a timeout lands seconds after a later probe's answer): a negative
   sent before the block's latest answer, or before a `reset`, is stale and ignored.
+- The run (the counted negatives since the block's latest answer) is kept as a log-likelihood
+  ratio, so that a detector can weigh the runs of several blocks failing together (a blackout
+  of a whole network) and `force_down` them on their joint evidence.
 
-With the defaults (A clamped to [0.3, 0.8], B to [0.01, 0.999], thresholds 0.9/0.1) a block
-with A at its ceiling goes down after 6 counted negatives in a row; at A = 0.7 (30 % loss) it
-takes 8, at A = 0.49 (30 % loss per packet each way) 14. One answer brings it back up.
+With the defaults (A clamped to [0.3, 0.7], B to [0.01, 0.99999], thresholds 0.9/0.1) a block
+goes down after 12 counted negatives in a row at A = 0.7 (the ceiling: 30 % loss could not
+take it down but once in ~10^6 failure runs, A still at the ceiling when the loss began
+included), at A = 0.49 (30 % loss per packet each way) after 21. One answer brings it back up.
 """
 
 from __future__ import annotations
@@ -62,13 +69,14 @@ class BeliefParams:
     up_threshold: float = 0.9
     down_threshold: float = 0.1
     belief_min: float = 0.01
-    belief_max: float = 0.999
+    belief_max: float = 0.99999
     noise: float = 1e-4
-    availability_initial: float = 0.8
+    availability_initial: float = 0.7
     availability_min: float = 0.3
-    availability_max: float = 0.8
+    availability_max: float = 0.7
     availability_alpha: float = 0.02
     negative_spacing: float = 5.0
+    repeat_spacing: float = 1.0
     responsive_ttl: float = 86400.0
 
     def __post_init__(self) -> None:
@@ -82,6 +90,8 @@ class BeliefParams:
             raise ValueError("availability_alpha must be in (0, 1]")
         if self.negative_spacing < 0 or self.responsive_ttl <= 0:
             raise ValueError("negative_spacing must be >= 0 and responsive_ttl > 0")
+        if self.repeat_spacing < 0:
+            raise ValueError("repeat_spacing must be >= 0")
 
 
 def block_of(addr: IPAddress) -> IPNetwork:
@@ -97,6 +107,7 @@ class _Addr:
     last_probe: float = _NEVER
     last_counted_negative: float = _NEVER
     requested: float = _NEVER  # when an extra probe of it was last asked for
+    run: bool = False  # a counted negative in the block's current failure run
 
 
 class BlockBelief:
@@ -113,6 +124,10 @@ class BlockBelief:
         "last_positive",
         "name",
         "params",
+        "run_count",
+        "run_distinct",
+        "run_last",
+        "run_llr",
         "state",
         "state_since",
     )
@@ -133,6 +148,12 @@ class BlockBelief:
         # Started time of the first failed probe since the block's latest answer (None: none).
         self.fail_start: float | None = None
         self.last_positive = _NEVER
+        # The current failure run: counted negatives, distinct addresses among them, started
+        # time of the latest, and their summed log-likelihood ratio ln(P(none|up)/P(none|down)).
+        self.run_count = 0
+        self.run_distinct = 0
+        self.run_last = _NEVER
+        self.run_llr = 0.0
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -144,6 +165,11 @@ class BlockBelief:
     @property
     def availability(self) -> float:
         return self._availability
+
+    @property
+    def size(self) -> int:
+        """How many addresses of the block ever answered (expired ones included)."""
+        return len(self._addrs)
 
     @property
     def known(self) -> bool:
@@ -188,6 +214,7 @@ class BlockBelief:
                 return False  # an older answer than the failures we already hold
             self.last_positive = max(self.last_positive, started)
             self.fail_start = None
+            self._end_run()
             return self._bayes(self._availability, p.noise, started)
 
         if a is None or not self._responsive(a):
@@ -203,10 +230,38 @@ class BlockBelief:
             self._learn(False)
         if self.fail_start is None:
             self.fail_start = started
-        if started - a.last_counted_negative < p.negative_spacing:
+        spacing = p.negative_spacing
+        if self.run_distinct >= min(3, len(self._addrs)):
+            # Several addresses fail together: no dead host alone.
+            spacing = min(spacing, p.repeat_spacing)
+        if started - a.last_counted_negative < spacing:
             return False
         a.last_counted_negative = started
-        return self._bayes(1.0 - self._availability, 1.0 - p.noise, started)
+        if not a.run:
+            a.run = True
+            self.run_distinct += 1
+        self.run_count += 1
+        self.run_last = max(self.run_last, started)
+        p_up, p_down = 1.0 - self._availability, 1.0 - p.noise
+        self.run_llr += math.log(p_up / p_down)
+        return self._bayes(p_up, p_down, started)
+
+    def _end_run(self) -> None:
+        if self.run_count:
+            for a in self._addrs.values():
+                a.run = False
+        self.run_count = self.run_distinct = 0
+        self.run_last = _NEVER
+        self.run_llr = 0.0
+
+    def force_down(self, at: float) -> bool:
+        """Down on evidence from outside the block (its run is part of a joint failure of the
+        network it belongs to, see the detector). Returns True when the state changed."""
+        if self.state in (BlockState.UNKNOWN, BlockState.DOWN):
+            return False
+        if self.fail_start is None:
+            self.fail_start = at
+        return self._set(BlockState.DOWN, self.params.belief_min, at)
 
     def _learn(self, ok: bool) -> None:
         # A negative is held until the run it belongs to is resolved: an answer shows it was
@@ -258,6 +313,7 @@ class BlockBelief:
         self._held_fail = 0
         for a in self._addrs.values():
             a.last_counted_negative = _NEVER
+        self._end_run()
         if self.state in (BlockState.UNKNOWN, BlockState.UP):
             self._belief = self.params.belief_max
             return False
@@ -284,35 +340,56 @@ class BlockBelief:
         )
 
     def wanted(
-        self, now: float, probeable: Container[IPAddress], limit: int, check: bool = False
+        self,
+        now: float,
+        probeable: Container[IPAddress],
+        limit: int,
+        check: bool = False,
+        burst: int = 0,
     ) -> list[IPAddress]:
-        """Addresses worth an extra probe now: while in a failure run and not yet down,
-        ever-responsive addresses whose next negative would count, least recently probed
-        first, at most `limit` outstanding. With `check` (a sibling block is failing), an up
-        block not probed for `negative_spacing` also gets one. Marks them requested."""
-        if limit <= 0 or self.state in (BlockState.UNKNOWN, BlockState.DOWN):
+        """Addresses worth an extra probe now, least recently probed first; marks them requested.
+
+        - In a failure run and not yet down: ever-responsive addresses whose next negative
+          would count, at most `limit` outstanding (once the run spans several addresses, each
+          address again after `repeat_spacing`: see the module doc).
+        - `burst` > 0 (the network around this block is suspected to be failing): up to `burst`
+          addresses at once, whatever is outstanding, so that one timeout later the block's
+          run (or its answers) is known from many addresses together.
+        - With `check` (a sibling block is failing), an up block not probed for
+          `negative_spacing` gets one probe."""
+        if self.state in (BlockState.UNKNOWN, BlockState.DOWN):
             return []
-        if not self.in_failure_run:
-            if not check or now - self.last_probe < self.params.negative_spacing:
+        p = self.params
+        spacing = p.negative_spacing
+        repeat = self.in_failure_run and self.run_distinct >= min(3, len(self._addrs))
+        gap = min(spacing, p.repeat_spacing) if repeat else spacing
+        if burst > 0:
+            budget = burst
+        else:
+            if limit <= 0:
                 return []
-            limit = 1
-        spacing = self.params.negative_spacing
-        outstanding = sum(
-            1
-            for a in self._addrs.values()
-            if a.requested > a.last_probe and now - a.requested < spacing
-        )
-        budget = limit - outstanding
-        if budget <= 0:
-            return []
+            if not self.in_failure_run:
+                if not check or now - self.last_probe < spacing:
+                    return []
+                limit = 1
+            if repeat:
+                limit = max(limit, self.run_distinct)  # every failing address, each second
+            outstanding = sum(
+                1
+                for a in self._addrs.values()
+                if a.requested > a.last_probe and now - a.requested < spacing
+            )
+            budget = limit - outstanding
+            if budget <= 0:
+                return []
         cands = [
             (a.last_probe, addr)
             for addr, a in self._addrs.items()
             if addr in probeable
             and self._responsive(a)
-            and now - a.last_counted_negative >= spacing
-            and now - a.requested >= spacing
-            and now - a.last_probe >= _MIN_GAP
+            and now - a.last_counted_negative >= gap
+            and now - a.requested >= gap
+            and now - a.last_probe >= min(_MIN_GAP, gap)
         ]
         cands.sort(key=lambda c: (c[0], int(c[1])))
         out = [addr for _, addr in cands[:budget]]

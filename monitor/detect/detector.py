@@ -161,6 +161,7 @@ class _TargetState:
     down_evidence: float | None = None  # fail_start when hysteresis went down
     up_evidence: float | None = None  # ok_start when it came back up
     rounded: bool = False  # had its first round (for the "never answered" summary line)
+    requested: float = _NEVER  # when an extra probe of it was last asked for (settling)
 
     def record(self, ok: bool, t: float) -> None:
         if ok:
@@ -382,6 +383,16 @@ class _Entity:
         # 10-16 ms at 100,000 targets. None: to be recounted (after a reload or a blind spell).
         self.counts: dict[Kind, dict[TargetState, int]] | None = None
         self.first_rounds_left = 0  # targets yet to have their first round
+        # Answer-gap suspicion: when the latest answer of an ever-responsive address arrived,
+        # the usual gap between such answers (learned), since when none came for far longer
+        # than that (None: not suspected), and when the burst of probes it asked for went out.
+        self.last_answer_at = _NEVER
+        self.answer_gap: float | None = None
+        self.answers_seen = 0
+        self.suspect_since: float | None = None
+        self.burst_at = _NEVER
+        self.last_joint = _NEVER  # latest check of the joint evidence of the blocks
+        self.settling = False  # web/DNS targets still down from a blackout, being re-checked
         self.configure(spec, params)
 
     def move(self, kind: Kind, old: TargetState, new: TargetState) -> None:
@@ -518,12 +529,22 @@ class Detector:
         urgent = False
         if block is not None and addr is not None:
             before = block.state
+            counted = block.run_count
             if block.observe(addr, answered, t, learn=healthy):
                 e.dirty = True
                 urgent = BlockState.DOWN in (before, block.state)
             if healthy and block.state is not BlockState.DOWN and block.is_responsive(addr):
                 rtt = result.rtt if result.ok and result.kind is Kind.ICMP else None
                 e.loss.window.add(t, not answered, rtt)
+            if answered:
+                self._answer_seen(e, now)
+            elif (
+                healthy
+                and block.run_count > counted
+                and now - e.last_joint >= _EVAL_GAP
+                and self._joint_down(e, now)
+            ):
+                urgent = True
         # A block going down (or coming back) is judged at once, at most every _EVAL_GAP per
         # entity; everything else waits for the next tick (a whole entity is re-read each time).
         if urgent and healthy and now - e.last_eval >= _EVAL_GAP:
@@ -616,9 +637,78 @@ class Detector:
         control_loss = self._vantage.control_loss(now)
         for e in self._entities.values():
             self._tick_loss(e, now, control_loss)
+            self._tick_suspect(e, now)
+            if e.suspect_since is not None or any(b.run_count for b in e.blocks.values()):
+                self._joint_down(e, now)
             if e.dirty or e.pending or self._timers_running(e):
                 changes += self._evaluate(e, now)
         return changes
+
+    # --- fast evidence: answer gaps, bursts, joint failure ---------------------------------------
+
+    def _answer_seen(self, e: _Entity, now: float) -> None:
+        """An answer of an ever-responsive address arrived at `now`: learn the usual gap."""
+        if e.last_answer_at > _NEVER and now >= e.last_answer_at:
+            gap = now - e.last_answer_at
+            if e.answer_gap is None:
+                e.answer_gap = gap
+            else:
+                # Capped: the long silence of an outage is not the usual gap.
+                e.answer_gap += 0.1 * (min(gap, 4.0 * e.answer_gap) - e.answer_gap)
+            e.answers_seen += 1
+        e.last_answer_at = max(e.last_answer_at, now)
+        e.suspect_since = None
+
+    def _tick_suspect(self, e: _Entity, now: float) -> None:
+        """Suspect the entity's network when no answer came for far longer than usual."""
+        p = self.params
+        if e.suspect_since is not None or e.answer_gap is None or e.answers_seen < 10:
+            return
+        if now - e.last_answer_at > max(p.suspect_min, p.suspect_after * e.answer_gap):
+            e.suspect_since = now
+
+    def _joint_down(self, e: _Entity, now: float) -> bool:
+        """Blocks failing together: every known block of the entity is down or in a failure
+        run, the runs overlap in time (each not-down block has a counted negative sent at most
+        `negative_spacing` before the latest run began), each holds at least two counted
+        negatives (one per address of a smaller block), and the runs together are as strong as
+        one block's way down (or, a sibling having just gone down, as `joint_prior` needs).
+        Then the not-down blocks are taken down on that joint evidence (a blackout of the
+        whole network is seen from many addresses at once, not block by block). Returns True
+        when a block was taken down."""
+        e.last_joint = now
+        known = [b for b in e.blocks.values() if b.known]
+        live = [b for b in known if b.state is not BlockState.DOWN]
+        if len(known) < 2 or not live:
+            return False
+        first_start = latest_start = None
+        llr = 0.0
+        for b in live:
+            if b.fail_start is None or b.run_count < min(2, b.size):
+                return False
+            latest_start = max(latest_start or b.fail_start, b.fail_start)
+            first_start = min(first_start or b.fail_start, b.fail_start)
+            llr += b.run_llr
+        assert first_start is not None and latest_start is not None
+        p = self.params
+        if any(b.run_last < latest_start - p.negative_spacing for b in live):
+            return False  # a run gone quiet long before another began: not failing together
+        bp = live[0].params
+        # A sibling that went down with these runs (its own run began about when theirs did)
+        # makes a failure of the whole network likely: the runs need less to confirm it.
+        window = first_start - 2 * p.negative_spacing
+        sibling = any(
+            b.state is BlockState.DOWN and b.fail_start is not None and b.fail_start >= window
+            for b in known
+        )
+        prior_belief = p.joint_prior if sibling else bp.belief_max
+        prior = math.log(prior_belief / (1.0 - prior_belief))
+        if prior + llr >= math.log(bp.down_threshold / (1.0 - bp.down_threshold)):
+            return False
+        for b in live:
+            b.force_down(b.run_last)
+        e.dirty = True
+        return True
 
     @staticmethod
     def _timers_running(e: _Entity) -> bool:
@@ -638,6 +728,9 @@ class Detector:
         out: list[tuple[str, Target]] = []
         cap = self.params.extra_max
         for e in self._entities.values():
+            if e.suspect_since is not None and e.burst_at < e.suspect_since:
+                e.burst_at = now
+                out += self._burst(e, now, cap - len(out))
             # A block going down is often the first sign of a blackout: check the others now.
             check = any(
                 b.state in (BlockState.DOWN, BlockState.UNCERTAIN) for b in e.blocks.values()
@@ -650,6 +743,42 @@ class Detector:
                 limit = min(self.params.extra_per_block, cap - len(out))
                 for addr in block.wanted(now, e.probe_for, limit, check):
                     out.append((e.name, e.probe_for[addr]))
+            if e.settling and len(out) < cap:
+                out += self._settle_probes(e, now, cap - len(out))
+        return out
+
+    def _burst(self, e: _Entity, now: float, cap: int) -> list[tuple[str, Target]]:
+        """A suspected network: `burst_probes` extra probes at once, shared among its blocks
+        by their size, at least three per block (all its addresses if fewer)."""
+        blocks = [b for b in e.blocks.values() if b.state in (BlockState.UP, BlockState.UNCERTAIN)]
+        blocks.sort(key=lambda b: b.size)  # small blocks first: they need every address
+        total = sum(b.size for b in blocks)
+        out: list[tuple[str, Target]] = []
+        for b in blocks:
+            if len(out) >= cap:
+                break
+            share = max(3, math.ceil(self.params.burst_probes * b.size / max(1, total)))
+            for addr in b.wanted(now, e.probe_for, 0, burst=min(share, cap - len(out))):
+                out.append((e.name, e.probe_for[addr]))
+        return out
+
+    def _settle_probes(self, e: _Entity, now: float, cap: int) -> list[tuple[str, Target]]:
+        """The network is back while its web/DNS targets are still down from the outage: probe
+        them now rather than at their next round, so the outage is not held open for it."""
+        answering = _answering_since(e)
+        out: list[tuple[str, Target]] = []
+        for kind in (Kind.HTTP, Kind.DNS):
+            for ts in e.by_kind.get(kind, ()):
+                if len(out) >= cap:
+                    return out
+                if (
+                    ts.hyst.down
+                    and ts.last_fail < answering
+                    and ts.last_ok < answering
+                    and now - ts.requested >= self.params.negative_spacing
+                ):
+                    ts.requested = now
+                    out.append((e.name, ts.target))
         return out
 
     # --- output ------------------------------------------------------------------------------
@@ -912,7 +1041,7 @@ class Detector:
 
     def _inputs(self, e: _Entity, now: float) -> FusionInputs:
         blocks = [
-            BlockView(str(net), b.state, b.belief, b.state_since, b.fail_start)
+            BlockView(str(net), b.state, b.belief, b.state_since, b.fail_start, b.last_positive)
             for net, b in e.blocks.items()
         ]
         answering = _answering_since(e)
@@ -934,6 +1063,7 @@ class Detector:
         e.last_eval = now
         res = fuse(self._inputs(e, now), self.params)
         e.signals = res.signals
+        e.settling = res.settling
         ev = e.event
         live = ev is not None and ev.closing_since is None
         confirmed: dict[EventKind, float] = {}

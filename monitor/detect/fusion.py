@@ -25,6 +25,7 @@ Uncertain blocks change nothing: they are being re-probed and will settle within
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -44,6 +45,7 @@ class BlockView:
     belief: float
     state_since: float  # started time of the probe that brought the state
     fail_start: float | None  # first failed probe since the block's latest answer
+    last_answer: float = -math.inf  # started time of the block's latest answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,19 +194,27 @@ def fuse(inp: FusionInputs, params: DetectionParams) -> FusionResult:
 
     issues: dict[EventKind, float] = {}
     withdrawn_at: float | None = None
+    withdrawn_first: float | None = None  # every prefix withdrawn, the first since then
     if inp.bgp and all(p.withdrawn_since is not None for p in inp.bgp.values()):
         since = max(p.withdrawn_since for p in inp.bgp.values() if p.withdrawn_since is not None)
+        withdrawn_first = min(
+            p.withdrawn_since for p in inp.bgp.values() if p.withdrawn_since is not None
+        )
         if now - since >= params.routing_after:
-            withdrawn_at = min(
-                p.withdrawn_since for p in inp.bgp.values() if p.withdrawn_since is not None
-            )
+            withdrawn_at = withdrawn_first
 
     if all_down:
         starts = [b.fail_start if b.fail_start is not None else b.state_since for b in known]
+        # A block whose run began with a lost probe before another block's latest answer did
+        # not fail with the network: the outage began after that answer.
+        last = max((b.last_answer for b in known), default=-math.inf)
+        starts = [t for t in starts if t >= last] or starts
         if not known:
             starts = [k.fail_start for k in inp.kinds.values() if k.fail_start is not None]
-        if withdrawn_at is not None:
-            starts.append(withdrawn_at)
+        if withdrawn_first is not None:
+            # The data plane confirms the withdrawal: the outage began with it, even when the
+            # blackout is seen before `routing_after` has passed.
+            starts.append(withdrawn_first)
         issues[EventKind.BLACKOUT] = min(starts) if starts else now
     else:
         if withdrawn_at is not None:

@@ -42,14 +42,29 @@ class DetectionParams:
     availability_min: float = _B.availability_min
     availability_max: float = _B.availability_max
     availability_alpha: float = _B.availability_alpha
-    # A negative of an address counts again only this long after its last counted one.
+    # A negative of an address counts again only this long after its last counted one ...
     negative_spacing: float = _seconds(_B.negative_spacing)
+    # ... or this long once the block's failure run spans several addresses.
+    repeat_spacing: float = _seconds(_B.repeat_spacing)
     # An address leaves E(b) after this long without answering while its block answers.
     responsive_ttl: float = _seconds(_B.responsive_ttl)
     # At most this many extra probes outstanding per uncertain block.
     extra_per_block: int = 2
     # At most this many extra probes asked for per call of `wanted_probes`.
     extra_max: int = 50
+    # A network suspected to be failing (see suspect_*) gets a burst of this many extra probes,
+    # spread over its blocks, so that one probe timeout later its fate is known.
+    burst_probes: int = 20
+    # Suspected failing: no answer from an entity for `suspect_after` times the usual gap
+    # between its answers (learned), and at least `suspect_min` seconds. Suspicion only sends
+    # probes; nothing is concluded before a probe times out (`probing.timeout`).
+    suspect_after: float = 3.0
+    suspect_min: float = _seconds(1.0)
+    # Belief that a block is up when a sibling block of its network has just gone down (its
+    # run began within 2 x negative_spacing of this block's): a blackout of the whole network
+    # is then likely, so fewer failures of the remaining blocks confirm it (6 instead of 12
+    # at the defaults; see Detector._joint_down).
+    joint_prior: float = 0.99
 
     # Fusion into an entity state.
     # A block down this long (others up) makes a partial outage.
@@ -93,6 +108,8 @@ class DetectionParams:
         for name in ("degraded_loss", "degraded_max_control_loss"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name}: must be at most 1")
+        if not 0 < self.joint_prior < 1:
+            raise ValueError("joint_prior: must be between 0 and 1 (exclusive)")
         if self.degraded_window <= 0 or self.normal_tau <= 0:
             raise ValueError("degraded_window/normal_tau: must be positive")
         try:
@@ -112,5 +129,6 @@ class DetectionParams:
             availability_max=self.availability_max,
             availability_alpha=self.availability_alpha,
             negative_spacing=self.negative_spacing,
+            repeat_spacing=self.repeat_spacing,
             responsive_ttl=self.responsive_ttl,
         )

@@ -83,18 +83,19 @@ def test_unknown_until_an_address_answers() -> None:
     assert b.fail_start is None
 
 
-def test_blackout_goes_down_within_six_failed_probes() -> None:
-    """All probes failing (different addresses) drive a healthy block down in 6 probes."""
+def test_blackout_goes_down_within_twelve_failed_probes() -> None:
+    """All probes failing (different addresses) drive a healthy block down in 12 probes (A at
+    its 0.7 ceiling: 30 % loss would need eleven more losses in a row after the first)."""
     b = warmed()
     for i in range(200):  # learn A at its ceiling
         b.observe(ADDRS[i % 20], True, 10.0 + i)
     assert b.availability == pytest.approx(BeliefParams().availability_max)
-    assert fail_until_down(b, 1000.0) == 6
+    assert fail_until_down(b, 1000.0) == 12
     assert b.belief < 0.1
-    assert b.state_since == 1006.0 and b.fail_start == 1001.0
+    assert b.state_since == 1012.0 and b.fail_start == 1001.0
 
 
-@given(a=st.floats(min_value=0.3, max_value=0.8))
+@given(a=st.floats(min_value=0.3, max_value=0.7))
 def test_failures_needed_follow_bayes(a: float) -> None:
     """At any learned availability A the count of failures to go down is the Bayes bound."""
     p = BeliefParams(availability_initial=a, availability_alpha=1e-9)
@@ -212,8 +213,10 @@ def test_wanted_asks_for_least_recently_probed_addresses_in_a_failure_run() -> N
     assert b.wanted(11.5, set(ADDRS), 2) == []  # two outstanding already
     b.observe(ADDRS[1], False, 11.0)
     b.observe(ADDRS[2], False, 11.0)
-    assert b.wanted(12.5, set(ADDRS), 2) == [ADDRS[3], ADDRS[4]]
-    assert b.wanted(12.6, {ADDRS[0]}, 2) == []  # only probeable addresses; 0 failed < 5 s ago
+    # Three addresses failed together: each failing one may count again a second later, so
+    # the one that failed first joins the two never asked for.
+    assert b.wanted(12.5, set(ADDRS), 2) == [ADDRS[3], ADDRS[4], ADDRS[0]]
+    assert b.wanted(12.6, {ADDRS[0]}, 2) == []  # only probeable addresses; 0 asked for just now
 
 
 def test_wanted_stops_when_down_and_checks_idle_block_on_request() -> None:
