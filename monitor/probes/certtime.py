@@ -1,4 +1,5 @@
-"""notAfter of a DER-encoded X.509 certificate, without a crypto library.
+"""notAfter, and key and signature strength, of a DER-encoded X.509 certificate, without a
+crypto library (strength: see "key and signature strength" below).
 
 The HTTP prober records when a site's certificate expires even when it did not verify the chain
 (then `ssl` hands over only the DER bytes). Reading one field does not justify `cryptography`,
