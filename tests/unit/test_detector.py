@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from monitor.detect.belief import BlockState
 from monitor.detect.detector import DetectionParams, Detector, EntitySpec
 from monitor.detect.model import (
     Change,
@@ -868,3 +869,96 @@ def test_blackout_flagged_within_10_seconds_at_the_defaults(
     delays.sort()
     assert delays[len(delays) // 2] <= 10.0, delays
     assert delays[-1] <= 12.0, delays
+
+
+def small_entity(
+    name: str = "kptc-unicom", net: str = "198.19.109"
+) -> tuple[EntitySpec, list[Target]]:
+    """One /24 with three ICMP addresses (like kptc-unicom and satgate), and three controls."""
+    targets: list[Target] = [IcmpTarget(ip(f"{net}.{i}")) for i in (1, 2, 10)]
+    spec = EntitySpec(name, (ipaddress.IPv4Network(f"{net}.0/24"),), tuple(targets))
+    return spec, [IcmpTarget(ip(f"198.19.0.{i}")) for i in range(1, 4)]
+
+
+@pytest.mark.parametrize("loss", [0.3, 0.51])
+def test_small_entity_never_goes_down_under_30_percent_loss(loss: float) -> None:
+    """A single-/24, three-address entity (like kptc-unicom, satgate) under random loss from
+    the moment it is warm, 40 seeds of an hour each at the default timings, realistic path: at
+    30 % round trip no event at all; at 51 % (30 % per packet each way) never down and no
+    network event (a minute of the 120 s window reading >= 70 % loss on so few addresses may
+    make it degraded: that is what degraded says)."""
+    for seed in range(40):
+        w = real_path(seed, loss=0.0)
+        w.loss = lambda t: loss if t > at(120) else 0.0
+        sim = Sim(w, spec_controls=small_entity(), **DEFAULTS)  # type: ignore[arg-type]
+        sim.run_until(at(3720))
+        kinds = [e.kind for e in sim.log.opened()]
+        assert kinds == [] if loss < 0.5 else set(kinds) <= {EventKind.DEGRADED}, (seed, kinds)
+        assert State.DOWN not in [s for _, s in sim.log.states()], seed
+        assert all(
+            b.state is not BlockState.DOWN for b in sim.det._entities["kptc-unicom"].blocks.values()
+        )
+
+
+def congested(seed: int, start: float, end: float, **kw: object) -> World:
+    """Realistic path with a congestion episode: RTT x2.5 and 8 % loss per direction (15 %
+    round trip) between `start` and `end` (20 s ramps)."""
+
+    def ramp(t: float) -> float:
+        if not start <= t < end:
+            return 0.0
+        return min(1.0, (t - start) / 20, (end - t) / 20)
+
+    return World(
+        seed=seed,
+        rtt=lambda t: 0.3 * (1 + 1.5 * ramp(t)),
+        jitter=0.15,
+        loss=lambda t: 0.03 + (1 - (1 - 0.08 * ramp(t)) ** 2),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["dprk", "one-block"])
+@pytest.mark.parametrize("seed", range(6))
+def test_congestion_opens_nothing(seed: int, small: bool) -> None:
+    """Congestion (RTT x2.5 and 8 % loss per direction for 5 minutes) on a realistic path
+    opens no event of any kind and the entity stays up: not degraded either (loss and RTT stay
+    well under degraded_loss and degraded_rtt_factor times the learned normal)."""
+    kw: dict[str, object] = {"spec_controls": small_entity()} if small else {}
+    sim = Sim(congested(seed, at(900), at(1200)), **DEFAULTS, **kw)  # type: ignore[arg-type]
+    sim.run_until(at(1500))
+    assert sim.log.opened() == []
+    assert [s for _, s in sim.log.states()] == [State.UP]
+
+
+def test_degraded_keeps_its_meaning_on_a_realistic_path() -> None:
+    """On a realistic path, loss far above the learned normal (75 %) for minutes is degraded:
+    one degraded event, the entity degraded, not down."""
+    w = real_path(7)
+    w.loss = lambda t: 0.75 if at(1200) <= t < at(1500) else 0.03
+    sim = Sim(w, **DEFAULTS)  # type: ignore[arg-type]
+    sim.run_until(at(1800))
+    opened = sim.log.opened()
+    assert [e.kind for e in opened] == [EventKind.DEGRADED], [
+        (e.kind, e.start - T0) for e in opened
+    ]
+    assert State.DEGRADED in [s for _, s in sim.log.states()]
+    assert State.DOWN not in [s for _, s in sim.log.states()]
+
+
+def every_20_minutes(w: World) -> World:
+    """`w`'s conditions of minutes 20-40 repeated every 20 minutes from minute 20."""
+    rtt, loss = w.rtt, w.loss
+    w.rtt = lambda t: rtt(at(1200) + (t - T0) % 1200) if t > at(1200) else rtt(t)
+    w.loss = lambda t: loss(at(1200) + (t - T0) % 1200) if t > at(1200) else loss(t)
+    return w
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hours_of_realistic_paths_open_nothing(seed: int) -> None:
+    """Two hours of a realistic path (300 ms, 15 % jitter, 3 % loss), a congestion episode
+    every 20 minutes: no event, for the DPRK layout and for a one-block entity."""
+    for kw in ({}, {"spec_controls": small_entity()}):
+        sim = Sim(every_20_minutes(congested(seed, at(1200), at(1500))), **DEFAULTS, **kw)  # type: ignore[arg-type]
+        sim.run_until(at(7200))
+        assert sim.log.opened() == [], [(e.kind, e.start - T0) for e in sim.log.opened()]
