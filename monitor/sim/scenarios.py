@@ -26,6 +26,8 @@ from monitor.sim.world import FaultRecord, World
 # detection.* parameters that are durations: scaled with the interval.
 _DURATIONS = (
     "negative_spacing",
+    "repeat_spacing",
+    "suspect_min",
     "partial_after",
     "routing_after",
     "degraded_window",
@@ -42,12 +44,14 @@ DETECT_WITHIN = 40.0
 CLOSE_WITHIN = 40.0
 
 
-def scaled_config(scale: float) -> dict[str, Any]:
-    """`World.daemon_config` keywords for a daemon running `scale` times the default timings."""
+def scaled_config(scale: float, timeout: float | None = None) -> dict[str, Any]:
+    """`World.daemon_config` keywords for a daemon running `scale` times the default timings.
+    `timeout`: the probe timeout in seconds, not scaled (realistic paths: a path's latency is
+    physics, a 0.6 s timeout would call a 650 ms satellite path dead)."""
     d = DetectionParams()
     return {
         "interval": f"{DEFAULT_INTERVAL * scale:g}s",
-        "timeout": f"{DEFAULT_TIMEOUT * scale:g}s",
+        "timeout": f"{timeout if timeout is not None else DEFAULT_TIMEOUT * scale:g}s",
         # The same probes per interval: the politeness budget scales with the clock.
         "max_rate": DEFAULT_MAX_RATE / scale,
         "detection": {k: f"{getattr(d, k) * scale:g}s" for k in _DURATIONS},
