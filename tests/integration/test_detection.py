@@ -53,6 +53,18 @@ def test_blackout_flagged_and_closed_in_time(runner: scenarios.Runner) -> None:
     assert {b["block"] for b in ev_doc["blocks"]} >= {"198.18.176.0/24", "198.18.177.0/24"}
 
 
+def test_silent_blackout_flagged_and_closed_in_time(runner: scenarios.Runner) -> None:
+    """A blackout whose routers drop silently (no ICMP error, only timeouts): one blackout
+    event flagged within a third of the contract's 40 s (scaled: the goal is 10 s at the
+    defaults), start within 1 s (scaled), closed within 40 s of the repair."""
+    o = scenarios.blackout_silent(runner)
+    ev = only_event(o)
+    assert ev["kind"] == "blackout" and o.notes["mode"] == "blackhole"
+    assert o.detect_delay is not None and o.detect_delay <= DETECT / 3, o.detect_delay
+    assert o.start_error is not None and abs(o.start_error) <= SCALE, o.start_error
+    assert o.close_delay is not None and o.close_delay <= CLOSE
+
+
 def test_ddos_like_loss_then_drop_is_one_event(runner: scenarios.Runner) -> None:
     """Loss ramping up then the routers dropping (Jan 2022) ends as one blackout event."""
     o = scenarios.ddos(runner)

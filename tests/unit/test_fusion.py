@@ -228,3 +228,23 @@ def test_state_of_maps_issues_to_states() -> None:
     assert state_of({EventKind.DEGRADED: 0}, True) is State.DEGRADED
     for k in (EventKind.PARTIAL, EventKind.WEB, EventKind.DNS):
         assert state_of({k: 0}, True) is State.PARTIAL
+
+
+def test_blackout_starts_after_the_latest_answer_of_any_block() -> None:
+    """A block whose run began with a lost probe before another block's latest answer did not
+    fail with the network: the blackout starts with the first failure after that answer."""
+    blocks = [
+        BlockView("198.18.176.0/24", DOWN, 0.01, NOW - 5, NOW - 10, NOW - 10.5),
+        BlockView("198.18.177.0/24", DOWN, 0.01, NOW - 4, NOW - 13, NOW - 20),  # lost at -13
+        BlockView("198.18.178.0/24", DOWN, 0.01, NOW - 4, NOW - 9.8, NOW - 11),
+    ]
+    r = fuse(inputs(blocks=blocks), P)
+    assert r.issues == {EventKind.BLACKOUT: NOW - 10}
+
+
+def test_withdrawal_dates_a_blackout_seen_before_routing_after() -> None:
+    """Every prefix withdrawn, then every block down within `routing_after`: the blackout
+    starts with the withdrawal (the data plane confirms it)."""
+    bgp = {"198.18.176.0/22": PrefixView(0.0, NOW - 12, NOW - 12)}
+    r = fuse(inputs(blocks=[blk(i, DOWN, NOW - 2, NOW - 6) for i in range(4)], bgp=bgp), P)
+    assert r.issues == {EventKind.BLACKOUT: NOW - 12}
