@@ -179,9 +179,12 @@ def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: floa
     errors = [r for r in results if "error" in r]
     lines += [
         "",
-        "Reading the table: a blackout is flagged within one interval (the goal is 40 s at a "
-        "30 s interval) because every /24's belief collapses within a few failed probes of the "
-        "first one; DNS-only and web-only outages wait for `down_after` failed rounds of those "
+        "Reading the table: a blackout is flagged within about one probe timeout plus a burst "
+        "(the goal is 10 s at the defaults, silent or answering unreachable, on ideal and "
+        "realistic paths): when no answer of an entity arrives for three times its usual gap, a "
+        "burst of extra probes goes to every block at once, and the blocks whose failure runs "
+        "overlap are taken down together on their joint evidence once those probes time out; "
+        "DNS-only and web-only outages wait for `down_after` failed rounds of those "
         "targets (about two intervals), and a partial outage for `partial_after` (60 s), so that "
         "one slow server or one lost block is not an alarm. In *ddos* the start error is "
         "negative on purpose: the event starts with the degradation (loss rising) and escalates "
