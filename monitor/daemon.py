@@ -231,7 +231,7 @@ class Daemon:
         self.tracer = PathTracer(icmp, self.scheduler.acquire, self.detector, publish, cfg)
         self._wire()
         self._configure(cfg)
-        resumed = self.store.open_events()
+        resumed = self.store.open_events(e.name for e in cfg.entities)
         publish(self.detector.resume(resumed, now))
         for ev in self.detector.open_events():
             self.metrics.outage_active.labels(ev.entity).set(1 if ev.open else 0)

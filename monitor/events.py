@@ -391,11 +391,23 @@ def _select_latest(
     return evs[:n]
 
 
-def _select_open(conn: sqlite3.Connection | None, on_corrupt: OnCorrupt) -> list[EventRecord]:
+def _select_open(
+    conn: sqlite3.Connection | None, on_corrupt: OnCorrupt, entities: Sequence[str] = ()
+) -> list[EventRecord]:
     if conn is None:
         return []
     sql = f'SELECT {_COLUMNS} FROM events WHERE "end" IS NULL ORDER BY start, id'
-    return list(_decode(conn.execute(sql).fetchall(), on_corrupt))
+    out = list(_decode(conn.execute(sql).fetchall(), on_corrupt))
+    # An entity has at most one event open or recovering, and it is its latest: one indexed
+    # lookup per entity (events_entity_start), not a scan of the closed events.
+    latest = f"SELECT {_COLUMNS} FROM events WHERE entity = ? ORDER BY start DESC, id DESC LIMIT 1"
+    for name in entities:
+        out += [
+            ev
+            for ev in _decode(conn.execute(latest, (name,)).fetchall(), on_corrupt)
+            if ev.recovering
+        ]
+    return out
 
 
 def _select_one(
@@ -892,12 +904,14 @@ class EventStore:
         page = self.records(since, until, entity, limit, cursor)
         return Page((ev.to_api(t) for ev in page), page.next_cursor)
 
-    def open_events(self) -> list[EventRecord]:
-        """Events left open (end NULL, on the partial index), pending versions included: hand
-        them to `Detector.resume` at start."""
-        stored = self._read(lambda c: _select_open(c, self._corrupt))
+    def open_events(self, entities: Iterable[str] = ()) -> list[EventRecord]:
+        """Events left open (end NULL, on the partial index) and, for each of `entities`, its
+        latest event if it was recovering (its end provisional: stopped within merge_gap of
+        it), pending versions included: hand them to `Detector.resume` at start."""
+        names = list(entities)
+        stored = self._read(lambda c: _select_open(c, self._corrupt, names))
         out = {e.id: e for e in stored if e.id not in self._pending}
-        out.update((i, e) for i, e in self._pending.items() if e.end is None)
+        out.update((i, e) for i, e in self._pending.items() if e.end is None or e.recovering)
         return sorted(out.values(), key=lambda e: _key(e.start, e.id))
 
     def get(self, event_id: str) -> EventRecord | None:

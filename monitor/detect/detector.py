@@ -855,15 +855,17 @@ class Detector:
         longer configured, and duplicates, are closed at `now` (returned, with a note)."""
         changes: list[Change] = []
         for rec in sorted(events, key=lambda r: r.start):
-            if rec.end is not None:
+            # A recovering event (stopped within merge_gap of its end) is continued too: a
+            # relapse after the restart belongs to it, not to a new event.
+            if rec.end is not None and not rec.recovering:
                 continue
             e = self._entities.get(rec.entity)
             if e is None:
-                closed = replace(rec, end=max(now, rec.start))
+                closed = replace(rec, end=rec.end if rec.recovering else max(now, rec.start))
                 changes.append(EventClosed(_note(closed, "entity no longer configured")))
                 continue
             if e.event is not None:
-                closed = replace(rec, end=max(now, rec.start))
+                closed = replace(rec, end=rec.end if rec.recovering else max(now, rec.start))
                 changes.append(EventClosed(_note(closed, "duplicate open event")))
                 continue
             ev = _event_from_record(rec)
@@ -871,7 +873,10 @@ class Detector:
             if ev.recovered_at is not None:
                 ev.closing_since = now  # closes merge_gap after the restart if still up
             e.event = ev
-            changes += self._seed(e, ev, rec, now)
+            if not rec.recovering:
+                # A recovering event had every part back: nothing to seed down (its targets
+                # listed as down were down during it, not now).
+                changes += self._seed(e, ev, rec, now)
             e.dirty = True
         return changes
 

@@ -82,6 +82,16 @@ class EventRecord:
     def open(self) -> bool:
         return self.end is None
 
+    @property
+    def recovering(self) -> bool:
+        """Back up, but within `merge_gap` of its end: the end shown is provisional and a
+        relapse continues this event (the detector's last phase is then `recovered`)."""
+        if self.end is None:
+            return False
+        phases = self.signals.get("phases")
+        last = phases[-1] if isinstance(phases, list) and phases else None
+        return isinstance(last, dict) and last.get("kind") == "recovered"
+
     def duration(self, now: float | None = None) -> float | None:
         """Seconds from start to end (or to `now` while open; None if open and no `now`)."""
         end = self.end if self.end is not None else now

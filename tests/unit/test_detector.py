@@ -551,8 +551,8 @@ def test_resume_when_recovered_during_the_downtime_closes_at_the_first_answer() 
 
 
 def test_recovering_event_shows_its_provisional_end() -> None:
-    """While recovering (within merge_gap) an event already carries its end, so a stop then is
-    stored as over (not resumed); a relapse in the gap would clear the end again."""
+    """While recovering (within merge_gap) an event already carries its end (users see it over
+    at once); it is marked as recovering, and a relapse in the gap clears the end again."""
     w = World(seed=19, blackout=[(at(600), at(800))])
     sim = run(w, 860)
     (stored,) = sim.det.open_events()
@@ -562,6 +562,41 @@ def test_recovering_event_shows_its_provisional_end() -> None:
     )
     assert at(800) <= stored.end <= at(840)
     assert len(sim.log.opened()) == 1
+    assert stored.recovering
+
+
+def test_a_relapse_after_a_restart_while_recovering_continues_the_event() -> None:
+    """Killed within merge_gap of the end, then the outage comes back: the restarted detector
+    continues the same event (the soak found a new one opened, an incident cut in two)."""
+    w = World(seed=19, blackout=[(at(600), at(800)), (at(900), at(1000))])
+    (stored,) = run(w, 860).det.open_events()
+    assert stored.recovering
+    spec, controls = dprk_box()
+    det = Detector(DetectionParams(), [spec], controls, now=at(865))
+    changes = det.resume([stored], at(865))
+    assert not any(isinstance(c, TargetChanged) for c in changes), "nothing seeded down"
+    sim = Sim(w, detector=det, start=at(865))
+    sim.run_until(at(1400))
+    assert sim.log.opened() == [], "the relapse belongs to the resumed event"
+    (closed,) = sim.log.closed()
+    assert closed.id == stored.id and closed.start == stored.start
+    assert at(1000) <= closed.end <= at(1010)  # type: ignore[operator]
+    assert [p["kind"] for p in closed.signals["phases"]] == ["blackout", "recovered", "blackout"]
+
+
+def test_a_recovering_event_whose_gap_passes_closes_at_its_first_end() -> None:
+    """Resumed while recovering and no relapse: it closes merge_gap after the restart with the
+    end it had (the first answer), not the restart time."""
+    w = World(seed=19, blackout=[(at(600), at(800))])
+    (stored,) = run(w, 860).det.open_events()
+    spec, controls = dprk_box()
+    det = Detector(DetectionParams(), [spec], controls, now=at(865))
+    det.resume([stored], at(865))
+    sim = Sim(w, detector=det, start=at(865))
+    sim.run_until(at(1200))
+    assert sim.log.opened() == []
+    (closed,) = sim.log.closed()
+    assert closed.id == stored.id and closed.end == pytest.approx(stored.end, abs=0.001)
 
 
 def test_resume_closes_events_of_entities_no_longer_configured() -> None:

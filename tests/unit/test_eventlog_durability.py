@@ -217,3 +217,33 @@ def test_outages_reads_a_wal_log_on_a_read_only_disk(
         assert "dns" in capsys.readouterr().out
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(tiny_disk)], check=True)
+
+
+def test_open_events_include_a_recovering_latest_event(tmp_path: Path) -> None:
+    """At start the store hands back, with the open events, each entity's latest event when it
+    was recovering (its end provisional), and no older or properly closed one."""
+    from monitor.detect.evidence import Evidence
+    from monitor.detect.model import EventKind, EventRecord
+
+    def ev(id_: str, entity: str, start: float, end: float | None, last: str) -> EventRecord:
+        phases = [{"kind": "blackout", "start": "x", "end": None}]
+        if last == "recovered":
+            phases.append({"kind": "recovered", "start": "y", "end": None})
+        return EventRecord(
+            id_, entity, EventKind.BLACKOUT, start, end, {"phases": phases}, Evidence()
+        )
+
+    store = EventStore(tmp_path)
+    t = 1_700_000_000.0
+    store.save(ev("old-recovering", "a", t, t + 10, "recovered"))  # not the latest of a
+    store.save(ev("a-latest", "a", t + 100, t + 110, "recovered"))
+    store.save(ev("b-closed", "b", t + 100, t + 110, "blackout"))
+    store.save(ev("c-open", "c", t + 100, None, "blackout"))
+    store.close()
+    again = EventStore(tmp_path)
+    try:
+        got = [e.id for e in again.open_events(["a", "b", "c", "gone"])]
+        assert got == ["a-latest", "c-open"]
+        assert [e.id for e in again.open_events()] == ["c-open"]
+    finally:
+        again.close()
