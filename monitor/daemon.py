@@ -27,6 +27,7 @@ from aiohttp import web
 
 from monitor import __version__, systemd
 from monitor import config as config_mod
+from monitor.bgp import RisLiveClient
 from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.detector import Detector, EntitySpec
 from monitor.detect.hysteresis import Hysteresis, TargetState, count_states
@@ -37,7 +38,7 @@ from monitor.journal import log_change
 from monitor.metrics import Metrics
 from monitor.pathtrace import PathTracer
 from monitor.probes import build_probers
-from monitor.probes.base import Kind, ProbeResult, Target
+from monitor.probes.base import Kind, Prober, ProbeResult, Target
 from monitor.routing import RoutingWatch
 from monitor.scheduler import Scheduler
 from monitor.web import make_app
@@ -76,7 +77,7 @@ class Daemon:
         self.cfg = cfg
         self.config_path = config_path
         self.metrics = metrics or Metrics()
-        self.probers: dict[Kind, Any] = {}
+        self.probers: dict[Kind, Prober] = {}  # build_probers() at start
         self.scheduler: Scheduler | None = None
         self.detector: Detector | None = None
         self.store: EventStore | None = None
@@ -96,7 +97,7 @@ class Daemon:
         self._freeze_at: float | None = None  # see _settle_heap
 
     @property
-    def bgp(self) -> Any:
+    def bgp(self) -> RisLiveClient | None:
         """The RIS Live client while BGP is on (tests and tools read its visibility)."""
         return self.routing.client if self.routing is not None else None
 
@@ -219,8 +220,8 @@ class Daemon:
         now = time.time()
         self.store = EventStore(cfg.state_dir)
         self.detector = Detector(cfg.detection, _specs(cfg), list(cfg.controls.all()), now=now)
-        self.probers = build_probers()
-        icmp = self.probers[Kind.ICMP]
+        probers = self.probers = build_probers()
+        icmp = probers.icmp
         self.metrics.bind_icmp_ignored(lambda: dict(icmp.ignored))
         p = cfg.probing
         self.scheduler = Scheduler(
