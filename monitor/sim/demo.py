@@ -116,7 +116,10 @@ def _why_not() -> str | None:
             "(Debian packages: iproute2 nftables nginx-light knot)"
         )
     if importlib.util.find_spec("trustme") is None:
-        return "dprk-monitor demo needs the Python package trustme (pip install trustme)"
+        return (
+            "dprk-monitor demo needs the simulator's extra: pip install 'dprk-outage-monitor[sim]'"
+            " (trustme; `make venv` installs it)"
+        )
     return None
 
 
