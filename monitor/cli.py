@@ -87,7 +87,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_outages(args: argparse.Namespace) -> int:
-    from monitor.events import EventStore, StoreError, render_csv, render_table
+    from monitor.events import EventStore, StoreError, render_csv, render_json, render_table
 
     cfg = _load(args.config)
     if cfg is None:
@@ -104,9 +104,7 @@ def cmd_outages(args: argparse.Namespace) -> int:
         print(f"dprk-monitor: {e}", file=sys.stderr)
         return 1
     if args.format == "json":
-        import json
-
-        print(json.dumps(events, indent=2))
+        sys.stdout.write(render_json(events))
     elif args.format == "csv":
         sys.stdout.write(render_csv(events))
     else:

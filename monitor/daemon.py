@@ -31,7 +31,7 @@ from monitor.bgp import RisLiveClient
 from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.detector import Detector, EntitySpec
 from monitor.detect.hysteresis import Hysteresis, TargetState, count_states
-from monitor.detect.model import Change, EventClosed, EventOpened, EventUpdated
+from monitor.detect.model import EventClosed, EventOpened, EventUpdated
 from monitor.events import EventStore
 from monitor.fanout import FanOut
 from monitor.journal import log_change
@@ -57,11 +57,6 @@ def schedule_entries(cfg: Config) -> Iterable[tuple[str, Target, bool]]:
 
 def _specs(cfg: Config) -> list[EntitySpec]:
     return [EntitySpec.from_config(e) for e in cfg.entities]
-
-
-def _save(store: EventStore, c: Change) -> None:
-    if isinstance(c, EventOpened | EventUpdated | EventClosed):
-        store.save(c.event)  # never raises for the disk: kept and retried (events.py)
 
 
 class DaemonFailed(RuntimeError):
@@ -146,7 +141,8 @@ class Daemon:
         assert self.store is not None and self.routing is not None and self.tracer is not None
         store, fan = self.store, self.changes
         events = (EventOpened, EventUpdated, EventClosed)
-        fan.subscribe("event_log", lambda c: _save(store, c), *events)
+        # Never raises for the disk: kept and retried (events.py).
+        fan.subscribe("event_log", lambda c: store.apply((c,)), *events)
         fan.subscribe("metrics", self.metrics.on_change)
         fan.subscribe("log", log_change)
         fan.subscribe("routing", self.routing.on_change, EventOpened, EventUpdated)

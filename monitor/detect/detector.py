@@ -73,6 +73,7 @@ from monitor.detect.evidence import (
     PrefixRouting,
     Seen,
     bounded_append,
+    time_or_none,
 )
 from monitor.detect.fusion import (
     BlockView,
@@ -100,7 +101,6 @@ from monitor.detect.model import (
     VantageChanged,
     iso,
     iso_or_none,
-    parse_time,
 )
 from monitor.detect.params import DetectionParams
 from monitor.probes.base import (
@@ -1329,28 +1329,19 @@ def _note(rec: EventRecord, note: str) -> EventRecord:
     return replace(rec, signals=dict(rec.signals, closed_because=note))
 
 
-def _t(value: Any) -> float | None:
-    if not isinstance(value, str | int | float):
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        return None
-
-
 def _event_from_record(rec: EventRecord) -> _Event:
     """Rebuild the detector's view of a stored open event."""
     sig, evid = rec.signals, rec.evidence
     ev = _Event(rec.id, rec.kind, rec.start, [])
     for ph in sig.get("phases") or []:
         if isinstance(ph, dict):
-            start = _t(ph.get("start"))
+            start = time_or_none(ph.get("start"))
             kind = ph.get("kind")
             if start is not None and isinstance(kind, str):
                 ev.phases.append((kind, start))
     if ev.phases and ev.phases[-1][0] == _RECOVERED:
         # It was recovering (within merge_gap) when the daemon stopped: keep the recovery time.
-        recovered = _t(sig.get("recovered_at"))
+        recovered = time_or_none(sig.get("recovered_at"))
         if recovered is None:
             ev.phases.pop()
         else:

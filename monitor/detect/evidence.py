@@ -27,7 +27,8 @@ MAX_BLIND = 32
 MAX_RESUMED = 32
 
 
-def _time(value: object) -> float | None:
+def time_or_none(value: object) -> float | None:
+    """A stored time (ISO 8601 or epoch) read back, or None when it is not one."""
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         return None
     try:
@@ -84,7 +85,7 @@ class Seen:
     @classmethod
     def from_json(cls, doc: object) -> Seen | None:
         d = _dict(doc)
-        t = _time(d.get("time"))
+        t = time_or_none(d.get("time"))
         return None if t is None else cls(str(d.get("target")), t)
 
 
@@ -108,7 +109,7 @@ class Failure:
     @classmethod
     def from_json(cls, doc: object) -> Failure | None:
         d = _dict(doc)
-        t = _time(d.get("time"))
+        t = time_or_none(d.get("time"))
         if t is None:
             return None
         return cls(str(d.get("target")), t, str(d.get("reason")), str(d.get("detail")))
@@ -156,7 +157,7 @@ class BlockEvidence:
         block = _str(d.get("block"))
         if block is None:
             return None
-        return cls(block, _time(d.get("first_failed")), _time(d.get("recovered")))
+        return cls(block, time_or_none(d.get("first_failed")), time_or_none(d.get("recovered")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,7 @@ class Interval:
         d = _dict(doc)
         if not d:
             return None
-        return cls(_time(d.get("start")), _time(d.get("end")))
+        return cls(time_or_none(d.get("start")), time_or_none(d.get("end")))
 
 
 # --- BGP ------------------------------------------------------------------------------------
@@ -204,8 +205,8 @@ class BgpWithdrawal:
         if not d:
             return None
         return cls(
-            _time(d.get("first")),
-            _time(d.get("confirmed")),
+            time_or_none(d.get("first")),
+            time_or_none(d.get("confirmed")),
             _int(d.get("peers_withdrawn")),
             _num(d.get("ratio")),
         )
@@ -356,7 +357,7 @@ class UnreachableSighting:
     @classmethod
     def from_json(cls, doc: object) -> UnreachableSighting | None:
         d = _dict(doc)
-        first, last = _time(d.get("first")), _time(d.get("last"))
+        first, last = time_or_none(d.get("first")), time_or_none(d.get("last"))
         address = _str(d.get("address"))
         if first is None or last is None or address is None:
             return None
@@ -410,7 +411,7 @@ class PathEvidence:
     @classmethod
     def from_json(cls, doc: object) -> PathEvidence | None:
         d = _dict(doc)
-        started = _time(d.get("started"))
+        started = time_or_none(d.get("started"))
         if started is None:
             return None
         return cls(
@@ -502,7 +503,7 @@ class Evidence:
         blind = tuple(
             i for i in map(Interval.from_json, _list(d.get("vantage_blind"))) if i is not None
         )
-        resumed = tuple(t for t in map(_time, _list(d.get("resumed_at"))) if t is not None)
+        resumed = tuple(t for t in map(time_or_none, _list(d.get("resumed_at"))) if t is not None)
         targets = {
             str(k): tuple(str(x) for x in v)
             for k, v in _dict(d.get("targets_down")).items()
