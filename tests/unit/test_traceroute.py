@@ -154,17 +154,26 @@ def test_local_send_failure_ends_the_trace_without_raising() -> None:
 
 
 def test_every_probe_waits_for_the_budget_and_the_window_holds() -> None:
-    """acquire() is awaited once per probe sent, and no more than `parallel` are in flight."""
+    """Each probe sent spends a grant of its own from acquire(), and no more than `parallel` are
+    in flight. The path may end while a grant is awaited: that grant goes unused (at most one)."""
     eng = FakeEngine([("te", CORE), None, None, None, None, ("unreach", UNICOM, 1)], delay=0.01)
     grants = 0
+    grants_at_send: list[int] = []
+    submit = eng.submit
 
     async def acquire() -> None:
         nonlocal grants
         await asyncio.sleep(0.001)
         grants += 1
 
+    def counted_submit(*args: Any, **kwargs: Any) -> None:
+        grants_at_send.append(grants)
+        submit(*args, **kwargs)
+
+    eng.submit = counted_submit  # type: ignore[method-assign]
     trace = run(traceroute(eng, DST, parallel=3, timeout=0.05, acquire=acquire))
-    assert grants == len(eng.sent) and eng.max_in_flight <= 3
+    assert grants_at_send == list(range(1, len(eng.sent) + 1)), "one fresh grant per probe"
+    assert len(eng.sent) <= grants <= len(eng.sent) + 1 and eng.max_in_flight <= 3
     assert trace.last_answer is not None and trace.last_answer.address == UNICOM
 
 
