@@ -1,0 +1,353 @@
+"""The pages for people (monitor/pages): the status page and the event page as served by the
+app on a loopback port, with a real event log; their escaping, headers, 404 and history notes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from monitor.detect.evidence import (
+    BgpWithdrawal,
+    BlockEvidence,
+    Evidence,
+    Failure,
+    HopEvidence,
+    Interval,
+    KindEvidence,
+    OwnerRef,
+    PathEvidence,
+    PrefixRouting,
+    Seen,
+)
+from monitor.detect.model import EventKind, EventRecord, iso
+from monitor.events import EventStore
+from monitor.metrics import Metrics
+from monitor.pages import CSP, PageOptions, render, story
+from monitor.pages.model import Annotations
+from monitor.web import make_app
+
+T0 = 1_750_000_000.0
+XSS = "<script>alert(1)</script>"
+
+
+@dataclass(frozen=True)
+class Pt:
+    """A history point as monitor.history.HistoryPoint has it (the attributes pages read)."""
+
+    t: float
+    state: str
+    step: int = 60
+    targets: dict[str, int] = field(default_factory=lambda: {"icmp": 4, "dns": 2})
+    up: dict[str, int] = field(default_factory=lambda: {"icmp": 4, "dns": 2})
+    answered: dict[str, int] = field(default_factory=dict)
+    loss: float | None = 0.0
+    rtt_median: float | None = 0.05
+    blocks: dict[str, float] = field(default_factory=lambda: {"198.18.176.0/24": 0.99})
+    bgp: dict[str, float] = field(default_factory=lambda: {"198.18.176.0/22": 1.0})
+    vantage_healthy: bool = True
+
+
+class FakeHistory:
+    """A history store holding `points` for every entity (or raising `error`)."""
+
+    def __init__(self, points: Sequence[Pt] = (), error: Exception | None = None) -> None:
+        self.points, self.error = list(points), error
+        self.asked: list[tuple[str, float, float]] = []
+
+    def query(self, entity: str, since: float, until: float, step: int | None = None) -> list[Pt]:
+        self.asked.append((entity, since, until))
+        if self.error is not None:
+            raise self.error
+        return [p for p in self.points if since <= p.t <= until]
+
+
+class Status:
+    def __init__(self, name: str = "star-jv", event_id: str | None = None) -> None:
+        self.name, self.event_id = name, event_id
+
+    def status(self) -> dict[str, object]:
+        signals: dict[str, Any] = {
+            "blocks": {"up": 3, "down": 1},
+            "blocks_not_up": {"198.18.177.0/24": {"state": "down", "belief": 0.02}},
+            "bgp_visibility": {"198.18.176.0/22": 0.5},
+        }
+        if self.event_id is not None:
+            signals["event"] = {"id": self.event_id, "kind": "blackout", "start": iso(T0)}
+        return {
+            "vantage_healthy": True,
+            "entities": [
+                {
+                    "name": self.name,
+                    "state": "down",
+                    "since": iso(T0),
+                    "signals": signals,
+                    "targets": {
+                        "icmp": {"up": 2, "down": 1, "never_answered": 1},
+                        "dns": {"up": 0, "down": 2, "never_answered": 0},
+                    },
+                }
+            ],
+        }
+
+
+def blackout(
+    entity: str = "star-jv", id_: str = "ev1", end: float | None = T0 + 600
+) -> EventRecord:
+    owner = OwnerRef("TransTelecom", 20485, "198.18.8.0/24")
+    return EventRecord(
+        id_,
+        entity,
+        EventKind.BLACKOUT,
+        T0,
+        end,
+        {
+            "phases": [
+                {"kind": "dns", "start": iso(T0), "end": iso(T0 + 120)},
+                {"kind": "blackout", "start": iso(T0 + 120), "end": None},
+            ]
+        },
+        Evidence(
+            kinds={
+                "dns": KindEvidence(
+                    Seen("198.18.176.15:53", T0 - 30),
+                    Failure("198.18.176.15:53", T0, "timeout", "no answer"),
+                ),
+                "icmp": KindEvidence(None, Failure("198.18.176.1", T0 + 118, "timeout", "")),
+            },
+            failure_order=("dns", "icmp"),
+            blocks=(BlockEvidence("198.18.177.0/24", T0 + 118, T0 + 590),),
+            vantage_blind=(Interval(T0 + 300, T0 + 330),),
+            resumed_at=(T0 + 400,),
+            bgp={
+                "198.18.176.0/22": PrefixRouting(
+                    0.1, 1, 10, {}, BgpWithdrawal(T0 + 125, T0 + 140, 9, 0.1)
+                )
+            },
+            path=PathEvidence(
+                "198.18.176.1",
+                T0 + 130,
+                2.0,
+                False,
+                (
+                    HopEvidence(1, "198.18.0.1", 0.3, "time_exceeded"),
+                    HopEvidence(2, "198.18.8.1", 1.2, "unreachable", "!N", owner),
+                ),
+                0,
+                12,
+                None,
+                (),
+                HopEvidence(2, "198.18.8.1", 1.2, "unreachable", "!N", owner, "traceroute"),
+                "ends at TransTelecom AS20485 (198.18.8.1, !N)",
+            ),
+        ),
+    )
+
+
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[Any]:
+    stores: list[EventStore] = []
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(
+        status: Status | None = None,
+        events: Sequence[EventRecord] = (),
+        history: FakeHistory | None = None,
+        grafana: str | None = None,
+    ) -> TestClient[Any, Any]:
+        store = EventStore(tmp_path / f"var{len(stores)}")
+        stores.append(store)
+        for ev in events:
+            store.save(ev)
+        opts = PageOptions(history=lambda: history, grafana_url=lambda: grafana)
+        app = make_app(Metrics(), lambda: True, api=status or Status(), events=store, pages=opts)
+        client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for c in clients:
+        await c.close()
+    for s in stores:
+        s.close()
+
+
+def scripts(page: str) -> list[str]:
+    return re.findall(r"<script[^>]*>", page, flags=re.I)
+
+
+async def test_script_in_entity_names_is_inert(serve: Any) -> None:
+    """An entity (status and event) named with a <script> is shown as text: the only script
+    element on either page is the package's own file."""
+    client = await serve(Status(XSS, "ev1"), [blackout(XSS)])
+    for path in ("/", "/outages/ev1"):
+        resp = await client.get(path)
+        page = await resp.text()
+        assert resp.status == 200, path
+        assert scripts(page) == ['<script src="/static/pages.js" defer>'], path
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, path
+
+
+def test_script_in_annotations_is_inert_and_only_http_links_are_links() -> None:
+    """A cause, note and link holding markup are escaped; a javascript: link is shown as
+    text, an https link is a link."""
+    ann = Annotations.from_api(
+        {
+            "cause": XSS,
+            "maintenance": True,
+            "notes": [{"at": iso(T0 + 60), "text": f"note {XSS}"}],
+            "links": ["javascript:alert(1)", "https://example.org/a?b=1&c=<x>"],
+            "updated": iso(T0 + 60),
+        }
+    )
+    page = render.event_html(blackout(), [], T0 + 700, annotations=ann)
+    assert scripts(page) == ['<script src="/static/pages.js" defer>']
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2
+    assert 'href="javascript' not in page and "<li>javascript:alert(1)</li>" in page
+    assert 'href="https://example.org/a?b=1&amp;c=&lt;x&gt;"' in page
+    assert "planned maintenance" in page
+
+
+async def test_pages_carry_a_self_only_content_security_policy(serve: Any) -> None:
+    """The status page, the event page and the 404 page send the CSP (scripts and styles
+    from 'self' only) and nosniff; the pages load nothing from another origin."""
+    client = await serve(events=[blackout()])
+    for path, code in (("/", 200), ("/outages/ev1", 200), ("/outages/nope", 404)):
+        resp = await client.get(path)
+        page = await resp.text()
+        assert resp.status == code, path
+        assert resp.headers["Content-Security-Policy"] == CSP
+        assert "default-src 'self'" in CSP and "unsafe-inline" not in CSP
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert not re.search(r'(src|href)="(https?:)?//', page), path
+        assert " style=" not in page, "no inline style (the CSP forbids it)"
+
+
+async def test_static_files_are_served_from_the_package(serve: Any) -> None:
+    """/static/pages.css and /static/pages.js come from the installed package; others 404."""
+    client = await serve()
+    css = await client.get("/static/pages.css")
+    assert css.status == 200 and css.content_type == "text/css"
+    assert "prefers-color-scheme: dark" in await css.text()
+    js = await client.get("/static/pages.js")
+    assert js.status == 200 and js.content_type == "text/javascript"
+    assert "toDataURL" in await js.text()
+    assert (await client.get("/static/other.js")).status == 404
+
+
+async def test_unknown_event_is_an_html_404_naming_the_id(serve: Any) -> None:
+    """/outages/<unknown> answers 404 with a page naming the (escaped) id."""
+    client = await serve(events=[blackout()])
+    resp = await client.get("/outages/%3Cb%3Enope")
+    page = await resp.text()
+    assert resp.status == 404 and resp.content_type == "text/html"
+    assert "No such event" in page and "&lt;b&gt;nope" in page
+
+
+async def test_empty_or_absent_history_is_a_note_not_an_error(serve: Any) -> None:
+    """Without a history store, with an empty one, and with one that fails, both pages
+    answer 200 with a note instead of a chart."""
+    for history, note in (
+        (None, "No history yet"),
+        (FakeHistory(), "no history yet"),
+        (
+            FakeHistory(error=RuntimeError("disk gone")),
+            "History unavailable: RuntimeError: disk gone",
+        ),
+    ):
+        client = await serve(events=[blackout()], history=history)
+        status = await client.get("/")
+        event = await client.get("/outages/ev1")
+        for resp in (status, event):
+            page = await resp.text()
+            assert resp.status == 200
+            assert "<svg" not in page
+            assert note.lower() in page.lower(), (note, page[-2000:])
+
+
+async def test_status_page_shows_counts_blocks_bgp_open_event_and_timelines(serve: Any) -> None:
+    """Per entity: state and since, per-kind up/total with never answered apart from down,
+    the block not up with its belief, BGP visibility, a link to the open event, and the 24 h
+    and 7 d timelines drawn from history (a red run where the state was down)."""
+    import time
+
+    now = time.time()
+    pts = [Pt(now - 3600 + 60 * i, "down" if 10 <= i < 20 else "up") for i in range(60)]
+    client = await serve(Status("star-jv", "ev1"), [blackout()], FakeHistory(pts))
+    page = await (await client.get("/")).text()
+    row = re.search(r'<th scope="row">icmp</th>(.*?)</tr>', page)
+    assert row is not None and re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1)) == [
+        "2/4",
+        "1",
+        "1",
+    ]
+    assert "198.18.177.0/24" in page and 'value="0.0200"' in page
+    assert "BGP visibility" in page and 'value="0.5000"' in page
+    assert 'href="/outages/ev1"' in page
+    assert page.count("<svg") == 2 and 'id="tl-0-day"' in page and 'id="tl-0-week"' in page
+    day = re.search(r'<svg[^>]*id="tl-0-day".*?</svg>', page, flags=re.S)
+    assert day is not None and 'fill="#c62828"><title>down</title>' in day.group(0)
+    assert "Latest outages" in page and "blackout" in page
+
+
+async def test_event_page_tells_the_story_with_chart_exports_and_links(serve: Any) -> None:
+    """The event page says what failed first, the escalation, the block lost and back, the
+    BGP withdrawal, the path's last hop with its owner, the blind interval and the restart;
+    draws the chart with export buttons; links the JSON and CSV."""
+    pts = [Pt(T0 - 600 + 60 * i, "down" if 0 <= i - 10 < 10 else "up") for i in range(30)]
+    client = await serve(events=[blackout()], history=FakeHistory(pts))
+    page = await (await client.get("/outages/ev1")).text()
+    for words in (
+        "the name servers (DNS) failed first (198.18.176.15:53: timeout, no answer)",
+        "Escalated: blackout: nothing answers.",
+        "Block 198.18.177.0/24 lost.",
+        "Block 198.18.177.0/24 answered again.",
+        "BGP: 198.18.176.0/22 withdrawn by 9 route-collector peers, visibility 10%.",
+        "ends at TransTelecom AS20485",
+        "Vantage blind (our own uplink failed) until " + iso(T0 + 330),
+        "The daemon restarted and resumed this event.",
+        "Back up: ended, after 10 min.",
+    ):
+        assert words in page, words
+    assert "<td>TransTelecom AS20485</td>" in page, "the hop's owner in the path table"
+    assert '<svg xmlns="http://www.w3.org/2000/svg" id="event-chart"' in page
+    assert 'data-export="svg"' in page and 'data-export="png"' in page
+    assert 'href="/api/v1/outages/ev1"' in page
+    assert "format=csv" in page and "Grafana" not in page
+
+
+async def test_event_page_links_grafana_at_the_event_time_when_configured(serve: Any) -> None:
+    """With grafana_url, the page links both dashboards (uids of grafana/dashboards) with
+    from/to in milliseconds around the event and the entity variable."""
+    client = await serve(events=[blackout()], grafana="https://grafana.example.org/g/")
+    page = await (await client.get("/outages/ev1")).text()
+    t0, t1 = render.chart_range(blackout(), T0 + 10_000)
+    q = f"from={int(t0 * 1000)}&amp;to={int(t1 * 1000)}&amp;var-entity=star-jv"
+    assert f'href="https://grafana.example.org/g/d/dprk-overview?{q}"' in page
+    assert f'href="https://grafana.example.org/g/d/dprk-target?{q}"' in page
+
+
+def test_dashboard_uids_linked_exist_in_the_repository() -> None:
+    """The uids the event page links to are the dashboards' own (grafana/dashboards/*.json)."""
+    import json
+
+    root = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
+    uids = {json.loads(p.read_text())["uid"] for p in root.glob("*.json")}
+    assert {uid for uid, _ in render.DASHBOARDS} <= uids
+
+
+def test_story_of_an_open_event_ends_with_still_open() -> None:
+    """An open event's story ends 'still open' with its running duration, dated lines in
+    time order."""
+    lines = story.tell(blackout(end=None), T0 + 3600)
+    dated = [ln.t for ln in lines if ln.t is not None]
+    assert dated == sorted(dated)
+    assert "opened" in [ln.topic for ln in lines]
+    assert [ln for ln in lines if ln.t is not None][-1].text == "Still open after 60 min."
