@@ -9,6 +9,14 @@
   and must not eat the budget that protects them.
 - A failed probe is re-probed at once (up to `reprobes` times) ahead of scheduled work, so a
   single lost packet never counts as a failed round.
+- Blocks with a census (monitor.discovery) are sampled: a sample job has a slot like a target
+  and, when due, asks its `pick` callback which addresses to probe this round (a few of E(b),
+  more while the block's belief is uncertain); those probes queue behind re-probes and go
+  through the same rate limiter. They are not re-probed here: a failure starts the block's
+  failure run and the detector asks for extra probes of it.
+- Background work (a census) takes sends through `acquire_background`: at most
+  `background_share` of `max_rate`, inside the same cap, and never while a re-probe, an extra
+  or a sample probe waits, so ordinary probing keeps its slots during a census.
 - Failures are contained: a prober that raises (its `probe()`, or `start()` of a callback
   prober) gives a failed result with reason `other` naming the exception, logged once per
   target (WARNING with the traceback; silent until that target succeeds or is removed). The
@@ -22,13 +30,22 @@ import asyncio
 import collections
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 
-from monitor.probes.base import CallbackProber, Kind, Prober, ProbeResult, Reason, Target, now
+from monitor.probes.base import (
+    CallbackProber,
+    IcmpTarget,
+    Kind,
+    Prober,
+    ProbeResult,
+    Reason,
+    Target,
+    now,
+)
 
 log = structlog.get_logger("monitor.scheduler")
 
@@ -84,14 +101,22 @@ class Job:
     removed: bool = False  # dropped by a reload while a probe was in flight
     attempt: int = 0
     round_ok: bool = False
+    # A sample job (a sampled block): `target` only names it (the block's network address),
+    # and `pick()` gives the addresses to probe when its slot is due.
+    pick: Callable[[], Sequence[Target]] | None = None
+
+
+# What a sample job is: (entity, block label, pick). See Scheduler.set_samplers.
+Sampler = tuple[str, IcmpTarget, Callable[[], Sequence[Target]]]
 
 
 @dataclass(slots=True)
 class _Send:
-    job: Job | None  # None: an extra probe from detection (not part of a round)
+    job: Job | None  # None: an extra probe from detection, or a sample (not part of a round)
     entity: str
     target: Target
     control: bool
+    sample: bool = False  # a probe of a sampled block (not counted as a pending extra)
 
 
 class ResultSink(Protocol):
@@ -133,6 +158,7 @@ class _Lane:
         self.limiter = limiter
         self.jobs: list[Job] = []
         self.urgent: collections.deque[_Send] = collections.deque()
+        self.samples: collections.deque[_Send] = collections.deque()
         self.round_start = time.monotonic()
         self.index = 0
 
@@ -155,6 +181,7 @@ class Scheduler:
         reprobes: int,
         splay: bool = True,
         max_extra_pending: int = 1000,
+        background_share: float = 0.25,
     ) -> None:
         self._probers = probers
         # The callback capability, found once here rather than per send.
@@ -173,6 +200,10 @@ class Scheduler:
         self._entities = _Lane(RateLimiter(max_rate))
         # Controls are few and outside the monitored networks; their own cap keeps them polite.
         self._controls = _Lane(RateLimiter(max(max_rate, 10.0)))
+        self.background_share = background_share
+        self._background = RateLimiter(max_rate * background_share)
+        self._targets: list[tuple[str, Target, bool]] = []
+        self._samplers: list[Sampler] = []
         self._extra_pending = 0
         self._max_extra_pending = max_extra_pending
         self._waiter: asyncio.Future[None] | None = None  # the dispatcher's sleep, see _kick
@@ -195,23 +226,48 @@ class Scheduler:
         splay: bool = True,
     ) -> None:
         """Replace the job list (at start and on reload); jobs of kept targets keep their state."""
-        old: dict[tuple[str, Target], Job | None] = {
-            (j.entity, j.target): j for lane in self._lanes() for j in lane.jobs
+        self._targets = list(targets)
+        self.interval, self.timeout, self.reprobes, self.splay = interval, timeout, reprobes, splay
+        if max_rate != self.max_rate:
+            self._entities.limiter = RateLimiter(max_rate)
+            self._controls.limiter = RateLimiter(max(max_rate, 10.0))
+            self._background = RateLimiter(max_rate * self.background_share)
+        self._rebuild()
+
+    def set_samplers(self, samplers: Iterable[Sampler]) -> None:
+        """Replace the sample jobs: (entity, the block's label target, pick) each; `pick()` is
+        called when the block's slot is due and returns the targets to probe this round."""
+        self._samplers = list(samplers)
+        self._rebuild()
+
+    def set_background_share(self, share: float) -> None:
+        """The share of `max_rate` that `acquire_background` may take (a census)."""
+        if share != self.background_share:
+            self.background_share = share
+            self._background = RateLimiter(self.max_rate * share)
+
+    def _rebuild(self) -> None:
+        old: dict[tuple[str, Target, bool], Job | None] = {
+            (j.entity, j.target, j.pick is not None): j for lane in self._lanes() for j in lane.jobs
         }
-        jobs = [old.pop((e, t), None) or Job(e, t, c) for e, t, c in targets]
+        jobs = [old.pop((e, t, False), None) or Job(e, t, c) for e, t, c in self._targets]
+        for e, label, pick in self._samplers:
+            job = old.pop((e, label, True), None) or Job(e, label, False)
+            job.pick = pick
+            jobs.append(job)
         for gone in old.values():
             if gone is not None:
                 gone.removed = True
                 self._raised.discard((gone.entity, gone.target))
                 self._sink_raised.discard((gone.entity, gone.target))
-        self.interval, self.timeout, self.reprobes, self.splay = interval, timeout, reprobes, splay
-        if max_rate != self.max_rate:
-            self._entities.limiter = RateLimiter(max_rate)
-            self._controls.limiter = RateLimiter(max(max_rate, 10.0))
+        interval, splay = self.interval, self.splay
         now = time.monotonic()
         for lane, control in ((self._entities, False), (self._controls, True)):
             lane_jobs = [j for j in jobs if j.control == control]
-            keys = [f"{j.entity}/{j.target.kind}/{j.target.key}" for j in lane_jobs]
+            keys = [
+                f"{j.entity}/{'sample' if j.pick else j.target.kind}/{j.target.key}"
+                for j in lane_jobs
+            ]
             offsets = slot_offsets(keys, interval) if splay else [0.0] * len(lane_jobs)
             for job, off in zip(lane_jobs, offsets, strict=True):
                 job.offset = off
@@ -233,6 +289,25 @@ class Scheduler:
         self._entities.urgent.append(_Send(None, entity, target, False))
         self._kick()
         return True
+
+    async def acquire_background(self) -> None:
+        """Wait for one send of background work (a census): at most `background_share` of
+        `max_rate`, inside the cap that every probe shares, and only while no re-probe, extra
+        or sample probe is waiting for the budget."""
+        while True:
+            wait = self._background.try_acquire()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        lane = self._entities
+        while True:
+            if lane.urgent or lane.samples:
+                await asyncio.sleep(1.0 / lane.limiter.rate)
+                continue
+            wait = lane.limiter.try_acquire()
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
 
     async def acquire(self) -> None:
         """Wait for one send of the entity budget (`max_rate`), for probes sent outside the
@@ -286,6 +361,11 @@ class Scheduler:
             if wait > 0:
                 return wait
             self._send(lane.urgent.popleft())
+        while lane.samples:
+            wait = limiter.try_acquire()
+            if wait > 0:
+                return wait
+            self._send(lane.samples.popleft())
         jobs = lane.jobs
         if not jobs:
             return self.interval
@@ -298,6 +378,13 @@ class Scheduler:
             due = lane.round_start + job.offset
             if due > now:
                 return due - now
+            if job.pick is not None:
+                lane.index += 1
+                if not job.removed:
+                    self._pick(lane, job, job.pick)
+                if lane.samples:
+                    return 0.0  # sent from the top, behind any re-probe
+                continue
             if job.busy:
                 lane.index += 1
                 self._sink.on_skipped(job.entity, job.target, late=False)
@@ -310,6 +397,21 @@ class Scheduler:
                 self._sink.on_skipped(job.entity, job.target, late=True)
             job.busy, job.attempt, job.round_ok = True, 0, False
             self._send(_Send(job, job.entity, job.target, job.control))
+
+    def _pick(self, lane: _Lane, job: Job, pick: Callable[[], Sequence[Target]]) -> None:
+        try:
+            targets = pick()
+        except Exception as exc:
+            _log_once(
+                self._raised,
+                log.warning,
+                "sample_pick_raised",
+                _Send(job, job.entity, job.target, False),
+                exc,
+            )
+            return
+        for t in targets:
+            lane.samples.append(_Send(None, job.entity, t, False, sample=True))
 
     def _send(self, send: _Send) -> None:
         target = send.target
@@ -364,7 +466,8 @@ class Scheduler:
         except Exception as exc:
             self._sink_failed(send, exc)
         if job is None:
-            self._extra_pending -= 1
+            if not send.sample:
+                self._extra_pending -= 1
             return
         if result.ok:
             job.round_ok = True

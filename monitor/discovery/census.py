@@ -1,0 +1,195 @@
+"""One census of an entity's prefixes with the daemon's own probers, inside a rate budget.
+
+The probes go out one at a time as `acquire()` grants them (the daemon passes the scheduler's
+background share of `max_rate`, see `Scheduler.acquire_background`), ICMP through the shared
+engine's callback API (no task per probe); `run_census` waits for the last answer or timeout.
+Every address is in the entity's prefixes by construction (`plan.census_order`); nothing else
+is ever sent. `summarize` then folds the answers into E(b) per block (pure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from monitor.discovery.plan import (
+    AddressStats,
+    BlockCensus,
+    IPv4,
+    IPv4Net,
+    apply_census,
+    block_of,
+    census_blocks,
+    census_order,
+    retry_order,
+)
+from monitor.discovery.store import CensusRun, EntityCensus
+from monitor.probes.base import CallbackProber, IcmpTarget, Prober, ProbeResult, Reason, TcpTarget
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# TCP connects in flight at once during a census (each still waits for a grant to start).
+_TCP_CONCURRENCY = 32
+
+
+@dataclass(slots=True)
+class CensusOutcome:
+    """The raw result of one census: probes sent and answers per address."""
+
+    entity: str
+    started: float
+    finished: float = 0.0
+    probes: dict[IPv4, int] = field(default_factory=dict)
+    answered: dict[IPv4, float] = field(default_factory=dict)  # started time of the answer
+
+    @property
+    def sent(self) -> int:
+        return sum(self.probes.values())
+
+    def run(self) -> CensusRun:
+        return CensusRun(self.entity, self.started, self.finished, self.sent, len(self.answered))
+
+
+async def run_census(
+    entity: str,
+    prefixes: Sequence[IPNetwork],
+    previous: EntityCensus,
+    *,
+    icmp: CallbackProber,
+    acquire: Callable[[], Awaitable[None]],
+    timeout: float,
+    tcp: Prober | None = None,
+    tcp_ports: Sequence[int] = (),
+    on_probe: Callable[[ProbeResult], None] | None = None,
+) -> CensusOutcome:
+    """Probe every address of `prefixes` once by ICMP echo (one retry for members of E(b) that
+    stayed silent), then, with `tcp_ports`, each still-silent address on those ports (a host
+    filtering ICMP still answers a SYN with a SYN-ACK or a RST)."""
+    out = CensusOutcome(entity, time.time())
+    order = census_order(prefixes)
+    flat: dict[IPv4, AddressStats] = {
+        a: s for by_addr in previous.addresses.values() for a, s in by_addr.items()
+    }
+    await _icmp_pass(order, out, icmp, acquire, timeout, on_probe)
+    retry = retry_order(order, out.answered, flat)
+    if retry:
+        await _icmp_pass(retry, out, icmp, acquire, timeout, on_probe)
+    if tcp is not None and tcp_ports:
+        silent = [a for a in order if a not in out.answered]
+        await _tcp_pass(silent, tcp_ports, out, tcp, acquire, timeout, on_probe)
+    out.finished = time.time()
+    return out
+
+
+async def _icmp_pass(
+    order: Iterable[IPv4],
+    out: CensusOutcome,
+    icmp: CallbackProber,
+    acquire: Callable[[], Awaitable[None]],
+    timeout: float,
+    on_probe: Callable[[ProbeResult], None] | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    pending = 0
+    sending = True
+
+    def finished(result: ProbeResult) -> None:
+        nonlocal pending
+        pending -= 1
+        if result.ok:
+            addr = result.target.address  # type: ignore[union-attr]
+            out.answered.setdefault(addr, result.started)
+        if on_probe is not None:
+            on_probe(result)
+        if pending == 0 and not sending and not done.done():
+            done.set_result(None)
+
+    for addr in order:
+        await acquire()
+        out.probes[addr] = out.probes.get(addr, 0) + 1
+        pending += 1
+        icmp.start(IcmpTarget(addr), timeout, finished)
+    sending = False
+    if pending > 0:
+        await done
+
+
+async def _tcp_pass(
+    addresses: Sequence[IPv4],
+    ports: Sequence[int],
+    out: CensusOutcome,
+    tcp: Prober,
+    acquire: Callable[[], Awaitable[None]],
+    timeout: float,
+    on_probe: Callable[[ProbeResult], None] | None,
+) -> None:
+    sem = asyncio.Semaphore(_TCP_CONCURRENCY)
+
+    async def one(target: TcpTarget) -> None:
+        try:
+            r = await tcp.probe(target, timeout)
+        finally:
+            sem.release()
+        # A refusal (RST) is an answer too: something lives at that address.
+        if r.ok or r.reason is Reason.REFUSED:
+            out.answered.setdefault(target.address, r.started)  # type: ignore[arg-type]
+        if on_probe is not None:
+            on_probe(r)
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for addr in addresses:
+            for port in ports:
+                if addr in out.answered:
+                    break
+                await sem.acquire()
+                await acquire()
+                out.probes[addr] = out.probes.get(addr, 0) + 1
+                tasks.append(asyncio.create_task(one(TcpTarget(addr, port))))
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def summarize(
+    prefixes: Sequence[IPNetwork],
+    previous: EntityCensus,
+    outcome: CensusOutcome,
+    trusted: Callable[[IPv4Net], bool],
+    min_responsive: int,
+) -> tuple[list[BlockCensus], dict[IPv4Net, dict[IPv4, AddressStats]]]:
+    """E(b) per block after `outcome` (see plan.apply_census); `trusted(block)`: the block was
+    not down and our vantage not blind during the census."""
+    blocks = census_blocks(prefixes)
+    by_block_probes: dict[IPv4Net, dict[IPv4, int]] = {}
+    for a, n in outcome.probes.items():
+        by_block_probes.setdefault(block_of(a), {})[a] = n
+    by_block_answers: dict[IPv4Net, dict[IPv4, float]] = {}
+    for a, t in outcome.answered.items():
+        by_block_answers.setdefault(block_of(a), {})[a] = t
+    summaries: list[BlockCensus] = []
+    stats: dict[IPv4Net, dict[IPv4, AddressStats]] = {}
+    for b in blocks:
+        siblings = any(blk != b and ans for blk, ans in by_block_answers.items())
+        summary, st = apply_census(
+            b,
+            previous.addresses.get(b, {}),
+            by_block_probes.get(b, {}),
+            by_block_answers.get(b, {}),
+            trusted=trusted(b),
+            siblings_answered=siblings,
+            empty_streak=previous.streaks.get(b, 0),
+            min_responsive=min_responsive,
+        )
+        summaries.append(summary)
+        stats[b] = st
+    return summaries, stats
+
+
+def availability_of(stats: Mapping[IPv4, AddressStats]) -> dict[IPv4, float]:
+    """Per responsive address, its answer share (the sampler's weights)."""
+    return {a: s.availability for a, s in stats.items() if s.responsive}
