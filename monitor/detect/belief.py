@@ -254,6 +254,16 @@ class BlockBelief:
         self.run_last = _NEVER
         self.run_llr = 0.0
 
+    def retain(self, keep: Container[IPAddress]) -> None:
+        """Forget the addresses not in `keep` (they left E(b) at a census: renumbered or gone),
+        so that neither their silence nor their old answers count for the block any more."""
+        gone = [addr for addr in self._addrs if addr not in keep]
+        if not gone:
+            return
+        for addr in gone:
+            del self._addrs[addr]
+        self.run_distinct = sum(1 for a in self._addrs.values() if a.run)
+
     def force_down(self, at: float) -> bool:
         """Down on evidence from outside the block (its run is part of a joint failure of the
         network it belongs to, see the detector). Returns True when the state changed."""

@@ -43,6 +43,12 @@ Semantics (what users rely on):
   blocks/targets that were down before it are kept: an open event then continues or recovers
   on fresh evidence (its end is then the first answer seen, and `evidence.vantage_blind` holds
   the blind interval, within which the true end may lie).
+- **Sampled blocks.** `set_samples(entity, {block: addresses})` (monitor.discovery, from a
+  census) makes the detector judge those /24 blocks from probes of their ever-responsive
+  addresses without any configured target there: results of those addresses feed the block's
+  belief (not the per-target hysteresis, not the target counts), and extra probes and bursts
+  may pick them. Addresses that left E(b) are forgotten by the block; a block neither sampled
+  nor holding a configured target is no longer judged (unmonitorable).
 - **Resume.** `resume(open_events)` continues events left open by a crash or stop: the event's
   down blocks and targets (from its evidence) are seeded down, so it closes when they answer
   again instead of being duplicated.
@@ -393,6 +399,10 @@ class _Entity:
         self.burst_at = _NEVER
         self.last_joint = _NEVER  # latest check of the joint evidence of the blocks
         self.settling = False  # web/DNS targets still down from a blackout, being re-checked
+        # Sampled blocks (set_samples): E(b) per block from the census, and the block of each
+        # sampled address (rebuilt by configure).
+        self.sampled: dict[IPNetwork, frozenset[IPAddress]] = {}
+        self.sample_block: dict[IPAddress, BlockBelief] = {}
         self.configure(spec, params)
 
     def move(self, kind: Kind, old: TargetState, new: TargetState) -> None:
@@ -430,6 +440,18 @@ class _Entity:
             ts.hyst.down_after, ts.hyst.up_after = params.down_after, params.up_after
             self.targets[t] = ts
             self.kind_ev.setdefault(t.kind, _KindEvidence())
+        self.sample_block = {}
+        for net, addrs in self.sampled.items():
+            block = self.blocks.get(net) or old_blocks.get(net)
+            if block is None:
+                block = BlockBelief(net, bp)
+            block.params = bp
+            self.blocks[net] = block
+            for addr in addrs:
+                self.sample_block[addr] = block
+                self.probe_for.setdefault(addr, IcmpTarget(addr))
+        if self.sampled:
+            self.kind_ev.setdefault(Kind.ICMP, _KindEvidence())
         self.by_kind = {}
         for ts in self.targets.values():
             self.by_kind.setdefault(ts.target.kind, []).append(ts)
@@ -509,7 +531,7 @@ class Detector:
             return []
         ts = e.targets.get(result.target)
         if ts is None:
-            return []
+            return self._observe_sample(e, result, now)
         t = result.started
         healthy = self._vantage.healthy
         ts.record(result.ok, t)
@@ -524,32 +546,54 @@ class Detector:
             ts.up_evidence = t
             e.move(result.kind, TargetState.NEVER_ANSWERED, TargetState.UP)
             first = [TargetChanged(entity, result.target, True, now, first=True)]
-        answered = result.ok or result.reason in ANSWERED
         block, addr = ts.block, ts.address
         urgent = False
         if block is not None and addr is not None:
-            before = block.state
-            counted = block.run_count
-            if block.observe(addr, answered, t, learn=healthy):
-                e.dirty = True
-                urgent = BlockState.DOWN in (before, block.state)
-            if healthy and block.state is not BlockState.DOWN and block.is_responsive(addr):
-                rtt = result.rtt if result.ok and result.kind is Kind.ICMP else None
-                e.loss.window.add(t, not answered, rtt)
-            if answered:
-                self._answer_seen(e, now)
-            elif (
-                healthy
-                and block.run_count > counted
-                and now - e.last_joint >= _EVAL_GAP
-                and self._joint_down(e, now)
-            ):
-                urgent = True
+            urgent = self._observe_block(e, block, addr, result, now)
         # A block going down (or coming back) is judged at once, at most every _EVAL_GAP per
         # entity; everything else waits for the next tick (a whole entity is re-read each time).
         if urgent and healthy and now - e.last_eval >= _EVAL_GAP:
             return first + self._evaluate(e, now)
         return first
+
+    def _observe_sample(self, e: _Entity, result: ProbeResult, now: float) -> list[Change]:
+        """A probe of a sampled address (no configured target): its block's belief only."""
+        addr = target_address(result.target)
+        block = e.sample_block.get(addr) if addr is not None else None
+        if block is None or addr is None:
+            return []
+        e.kind_ev[Kind.ICMP].record(result)
+        urgent = self._observe_block(e, block, addr, result, now)
+        if urgent and self._vantage.healthy and now - e.last_eval >= _EVAL_GAP:
+            return self._evaluate(e, now)
+        return []
+
+    def _observe_block(
+        self, e: _Entity, block: BlockBelief, addr: IPAddress, result: ProbeResult, now: float
+    ) -> bool:
+        """Feed one result to its block; True when the entity should be judged at once."""
+        t = result.started
+        healthy = self._vantage.healthy
+        answered = result.ok or result.reason in ANSWERED
+        urgent = False
+        before = block.state
+        counted = block.run_count
+        if block.observe(addr, answered, t, learn=healthy):
+            e.dirty = True
+            urgent = BlockState.DOWN in (before, block.state)
+        if healthy and block.state is not BlockState.DOWN and block.is_responsive(addr):
+            rtt = result.rtt if result.ok and result.kind is Kind.ICMP else None
+            e.loss.window.add(t, not answered, rtt)
+        if answered:
+            self._answer_seen(e, now)
+        elif (
+            healthy
+            and block.run_count > counted
+            and now - e.last_joint >= _EVAL_GAP
+            and self._joint_down(e, now)
+        ):
+            urgent = True
+        return urgent
 
     def observe_round(self, entity: str, target: Target, ok: bool, now: float) -> list[Change]:
         """A target's outcome for one round after its re-probes (drives its hysteresis)."""
@@ -628,6 +672,30 @@ class Detector:
         if path is not None:
             e.event.path = path
         return [EventUpdated(self._record(e, e.event), e.event.kind)]
+
+    def set_samples(
+        self, entity: str, samples: Mapping[IPNetwork, Iterable[IPAddress]], now: float
+    ) -> list[Change]:
+        """The sampled blocks of `entity` and their E(b) (after a census; replaces the previous
+        ones). Addresses that left E(b) are forgotten by their block (configured ones kept);
+        blocks neither sampled nor configured stop being judged. Returns what changed at once
+        (an entity judged again: a block that was down and is no longer judged)."""
+        e = self._entities.get(entity)
+        if e is None:
+            return []
+        e.sampled = {net: frozenset(addrs) for net, addrs in samples.items()}
+        configured = {ts.address for ts in e.targets.values() if ts.address is not None}
+        for net, addrs in e.sampled.items():
+            block = e.blocks.get(net)
+            if block is not None:
+                block.retain(addrs | configured)
+        e.configure(e.spec, self.params)
+        return self._evaluate(e, now) if self._vantage.healthy else []
+
+    def block_state(self, entity: str, block: IPNetwork) -> BlockBelief | None:
+        """The belief of one judged block (read by the sampler), or None."""
+        e = self._entities.get(entity)
+        return e.blocks.get(block) if e is not None else None
 
     def tick(self, now: float) -> list[Change]:
         """Time-based rules; call about once a second."""
@@ -894,7 +962,7 @@ class Detector:
                 continue
             addrs = [
                 a
-                for a in {ts.address for ts in e.targets.values()}
+                for a in {ts.address for ts in e.targets.values()} | set(e.sample_block)
                 if a is not None and a.version == net.version and a in net
             ]
             block.seed_down(addrs, first if first is not None else rec.start)

@@ -99,8 +99,8 @@ async def _icmp_pass(
     def finished(result: ProbeResult) -> None:
         nonlocal pending
         pending -= 1
-        if result.ok:
-            addr = result.target.address  # type: ignore[union-attr]
+        addr = result.target.address if isinstance(result.target, IcmpTarget) else None
+        if result.ok and isinstance(addr, IPv4):
             out.answered.setdefault(addr, result.started)
         if on_probe is not None:
             on_probe(result)
@@ -135,7 +135,8 @@ async def _tcp_pass(
             sem.release()
         # A refusal (RST) is an answer too: something lives at that address.
         if r.ok or r.reason is Reason.REFUSED:
-            out.answered.setdefault(target.address, r.started)  # type: ignore[arg-type]
+            if isinstance(target.address, IPv4):
+                out.answered.setdefault(target.address, r.started)
         if on_probe is not None:
             on_probe(r)
 

@@ -177,9 +177,9 @@ def apply_census(
         last = t if s.last_answer is None else max(s.last_answer, t)
         stats[a] = replace(s, last_answer=last, answers=s.answers + 1)
     for a, n in probes.items():
-        s = stats.get(a)
-        if s is not None and a in block:
-            stats[a] = replace(s, probes=s.probes + n)
+        seen = stats.get(a)
+        if seen is not None and a in block:
+            stats[a] = replace(seen, probes=seen.probes + n)
 
     before = {a for a, s in stats.items() if s.responsive}
     now_answering = {a for a in answered if a in block}

@@ -1,0 +1,333 @@
+"""The daemon's discovery: censuses on their timer, the sample of each block per round.
+
+- At start (and on reload) the stored census of every entity with `discover: true` gives E(b)
+  per /24: monitorable blocks are handed to the detector (`Detector.set_samples`) and get a
+  sample job in the scheduler (`Scheduler.set_samplers`), whose `pick` draws a few addresses of
+  E(b) each round (more while the block's belief is uncertain: plan.probes_per_round).
+- A census runs at start when none is stored or the stored one is older than
+  `discovery.interval`, then every interval; entities one after the other, each address paced
+  by `Scheduler.acquire_background` (a bounded share of `max_rate`).
+- A census is not trusted for a block believed down, nor at all if our vantage was blind
+  during it (see plan.apply_census): an outage never empties E(b).
+- Addresses configured as ICMP targets are probed every round anyway: they are left out of
+  the samples (not of E(b)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from monitor.detect.belief import BlockState
+from monitor.detect.model import Change, iso_or_none
+from monitor.discovery.census import CensusOutcome, run_census, summarize
+from monitor.discovery.plan import (
+    AddressStats,
+    BlockCensus,
+    IPv4,
+    IPv4Net,
+    SampleState,
+    availability,
+    census_blocks,
+    choose_sample,
+    monitorable,
+    probes_per_round,
+)
+from monitor.discovery.store import CensusRun, CensusStore, EntityCensus
+from monitor.probes.base import CallbackProber, IcmpTarget, Prober, ProbeResult, Target
+
+if TYPE_CHECKING:
+    from monitor.config import Config, EntityConfig
+    from monitor.detect.detector import Detector
+    from monitor.metrics import Metrics
+    from monitor.scheduler import Sampler, Scheduler
+
+log = structlog.get_logger("monitor.discovery")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(slots=True)
+class _Block:
+    """A block's sampling state: its E(b) with weights, and when each was drawn."""
+
+    entity: str
+    net: IPv4Net
+    candidates: list[tuple[IPv4, float]]  # E(b) minus configured ICMP addresses, with A
+    avail: float
+    rng: random.Random
+    last_drawn: dict[IPv4, int] = field(default_factory=dict)
+    round_no: int = 0
+
+
+@dataclass(slots=True)
+class _Entity:
+    name: str
+    prefixes: tuple[IPNetwork, ...]
+    census: EntityCensus
+    summaries: dict[IPv4Net, BlockCensus] = field(default_factory=dict)
+    running: bool = False
+
+
+def _stored_summary(
+    block: IPv4Net, stats: dict[IPv4, AddressStats], streak: int, min_responsive: int
+) -> BlockCensus:
+    responsive = tuple(sorted(a for a, s in stats.items() if s.responsive))
+    a = availability(stats.values())
+    return BlockCensus(
+        block,
+        responsive,
+        a,
+        0,
+        (),
+        (),
+        True,
+        streak,
+        monitorable(len(responsive), a, min_responsive),
+    )
+
+
+class Discovery:
+    def __init__(
+        self,
+        cfg: Config,
+        store: CensusStore,
+        detector: Detector,
+        scheduler: Scheduler,
+        icmp: CallbackProber,
+        tcp: Prober | None,
+        metrics: Metrics,
+        publish: Callable[[list[Change]], None],
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.detector = detector
+        self.scheduler = scheduler
+        self.icmp = icmp
+        self.tcp = tcp
+        self.metrics = metrics
+        self.publish = publish
+        self._entities: dict[str, _Entity] = {}
+        self._configured: dict[str, EntityConfig] = {}
+        self._wake = asyncio.Event()
+
+    # --- configuration -------------------------------------------------------------------
+
+    def configure(self, cfg: Config) -> None:
+        """Apply `cfg` (start, reload): which entities are censused, their stored E(b)."""
+        self.cfg = cfg
+        self.scheduler.set_background_share(cfg.discovery.share)
+        old = self._entities
+        self._entities = {}
+        self._configured = {}
+        for e in cfg.entities:
+            if not e.discover:
+                if e.name in old:
+                    self.publish(self.detector.set_samples(e.name, {}, time.time()))
+                continue
+            self._configured[e.name] = e
+            prev = old.get(e.name)
+            ent = _Entity(e.name, e.prefixes, self.store.load(e.name))
+            if prev is not None:
+                ent.running = prev.running
+            d = cfg.discovery
+            for b in census_blocks(e.prefixes):
+                stats = ent.census.addresses.get(b, {})
+                ent.summaries[b] = _stored_summary(
+                    b, stats, ent.census.streaks.get(b, 0), d.min_responsive
+                )
+            self._entities[e.name] = ent
+        for gone in old.keys() - self._entities.keys():
+            self.metrics.set_discovery(gone, [], None)
+        self._apply_all()
+        self._wake.set()
+
+    def _apply_all(self) -> None:
+        samplers: list[Sampler] = []
+        now = time.time()
+        for ent in self._entities.values():
+            samplers += self._apply(ent, now)
+        self.scheduler.set_samplers(samplers)
+
+    def _apply(self, ent: _Entity, now: float) -> list[Sampler]:
+        """Hand the entity's monitorable blocks to the detector; return their sample jobs."""
+        e = self._configured[ent.name]
+        listed = {t.address for t in e.targets.icmp}
+        samples: dict[IPNetwork, list[IPv4]] = {}
+        samplers: list[Sampler] = []
+        for b, s in ent.summaries.items():
+            if not s.monitorable:
+                continue
+            samples[b] = list(s.responsive)
+            stats = ent.census.addresses.get(b, {})
+            cands = [(a, stats[a].availability) for a in s.responsive if a not in listed]
+            if not cands:
+                continue
+            blk = _Block(ent.name, b, cands, s.availability, random.Random(f"{ent.name}/{b}"))
+            samplers.append((ent.name, IcmpTarget(b.network_address), self._picker(blk)))
+        self.publish(self.detector.set_samples(ent.name, samples, now))
+        self.metrics.set_discovery(
+            ent.name,
+            [
+                (str(b), s.size, s.availability, s.monitorable)
+                for b, s in sorted(ent.summaries.items())
+            ],
+            ent.census.last.finished if ent.census.last else None,
+        )
+        return samplers
+
+    def _picker(self, blk: _Block) -> Callable[[], Sequence[Target]]:
+        d = self.cfg.discovery
+
+        def pick() -> Sequence[Target]:
+            belief = self.detector.block_state(blk.entity, blk.net)
+            certain = (
+                belief is not None
+                and belief.state in (BlockState.UP, BlockState.DOWN)
+                and not belief.in_failure_run
+            )
+            state = SampleState.CERTAIN if certain else SampleState.UNCERTAIN
+            k = probes_per_round(blk.avail, state, len(blk.candidates), d.sample, d.sample_max)
+            chosen = choose_sample(blk.candidates, k, blk.last_drawn, blk.round_no, blk.rng)
+            for a in chosen:
+                blk.last_drawn[a] = blk.round_no
+            blk.round_no += 1
+            return [IcmpTarget(a) for a in chosen]
+
+        return pick
+
+    # --- censuses ---------------------------------------------------------------------------
+
+    def _due(self, ent: _Entity) -> float:
+        last = ent.census.last
+        return 0.0 if last is None else last.finished + self.cfg.discovery.interval
+
+    async def run(self) -> None:
+        """Census every entity when due, one at a time, forever (until cancelled)."""
+        while True:
+            self._wake.clear()
+            now = time.time()
+            due = sorted((self._due(e), e.name) for e in self._entities.values())
+            if due and due[0][0] <= now:
+                ent = self._entities.get(due[0][1])
+                if ent is not None:
+                    await self.census(ent.name)
+                continue
+            wait = min(60.0, due[0][0] - now) if due else 60.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def census(self, name: str) -> list[BlockCensus]:
+        """One census of entity `name` now; stored, applied; returns the blocks' summaries."""
+        ent = self._entities[name]
+        e = self._configured[name]
+        d = self.cfg.discovery
+        blind = not self.detector.vantage_healthy
+        metrics = self.metrics
+
+        def on_probe(result: ProbeResult) -> None:
+            nonlocal blind
+            metrics.record_census(name, result)
+            if not self.detector.vantage_healthy:
+                blind = True
+
+        ent.running = True
+        log.info("census started", entity=name, prefixes=[str(p) for p in e.prefixes])
+        try:
+            outcome = await run_census(
+                name,
+                e.prefixes,
+                ent.census,
+                icmp=self.icmp,
+                acquire=self.scheduler.acquire_background,
+                timeout=self.cfg.probing.timeout,
+                tcp=self.tcp,
+                tcp_ports=d.tcp_ports,
+                on_probe=on_probe,
+            )
+        finally:
+            ent.running = False
+        blind = blind or not self.detector.vantage_healthy
+
+        def trusted(block: IPv4Net) -> bool:
+            belief = self.detector.block_state(name, block)
+            return not blind and (belief is None or belief.state is not BlockState.DOWN)
+
+        summaries = self._fold(ent, outcome, trusted)
+        current = self._entities.get(name)
+        if current is not None:  # still censused (a reload may have replaced its record)
+            current.census, current.summaries = ent.census, ent.summaries
+            self._apply_all()
+        return summaries
+
+    def _fold(
+        self, ent: _Entity, outcome: CensusOutcome, trusted: Callable[[IPv4Net], bool]
+    ) -> list[BlockCensus]:
+        summaries, stats = summarize(
+            ent.prefixes, ent.census, outcome, trusted, self.cfg.discovery.min_responsive
+        )
+        run = outcome.run()
+        self.store.save(run, summaries, stats)
+        ent.census = EntityCensus(
+            {b: dict(s) for b, s in stats.items()},
+            {s.block: s.empty_streak for s in summaries},
+            run,
+        )
+        ent.summaries = {s.block: s for s in summaries}
+        log.info(
+            "census done",
+            entity=ent.name,
+            probes=run.probes,
+            answered=run.answered,
+            seconds=round(run.finished - run.started, 1),
+            blocks={
+                str(s.block): {
+                    "responsive": s.size,
+                    "joined": len(s.joined),
+                    "left": len(s.left),
+                    "monitorable": s.monitorable,
+                }
+                for s in summaries
+            },
+        )
+        return summaries
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The `discovery` part of /api/v1/status."""
+        out: dict[str, Any] = {}
+        for ent in self._entities.values():
+            last: CensusRun | None = ent.census.last
+            out[ent.name] = {
+                "last_census": iso_or_none(last.finished if last else None),
+                "next_census": iso_or_none(self._due(ent) or time.time()),
+                "running": ent.running,
+                "blocks": [_block_doc(s) for _, s in sorted(ent.summaries.items())],
+                "unmonitorable": [
+                    str(b) for b, s in sorted(ent.summaries.items()) if not s.monitorable
+                ],
+            }
+        return {"entities": out}
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _block_doc(s: BlockCensus) -> dict[str, Any]:
+    return {
+        "block": str(s.block),
+        "responsive": s.size,
+        "availability": round(s.availability, 4),
+        "monitorable": s.monitorable,
+        "joined": [str(a) for a in s.joined],
+        "left": [str(a) for a in s.left],
+    }
