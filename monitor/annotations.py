@@ -254,9 +254,7 @@ class AnnotationUpdate:
             raise AnnotationError("expected a JSON object")
         unknown = sorted(set(doc) - set(_UPDATE_KEYS))
         if unknown:
-            raise AnnotationError(
-                f"unknown key {unknown[0]!r} (known: {', '.join(_UPDATE_KEYS)})"
-            )
+            raise AnnotationError(f"unknown key {unknown[0]!r} (known: {', '.join(_UPDATE_KEYS)})")
         cause, note, maintenance = doc.get("cause"), doc.get("note"), doc.get("maintenance")
         if cause is not None and not isinstance(cause, str):
             raise AnnotationError("cause: expected a string")

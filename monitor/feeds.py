@@ -183,9 +183,7 @@ class AtomFeed:
         return _chunk(self, page, now, first, last)
 
 
-def _chunk(
-    fmt: _Chunked, page: Iterable[EventRecord], now: float, first: bool, last: bool
-) -> str:
+def _chunk(fmt: _Chunked, page: Iterable[EventRecord], now: float, first: bool, last: bool) -> str:
     out = [fmt.head(now)] if first else []
     out += [fmt.item(ev, now) for ev in page]
     if last:
