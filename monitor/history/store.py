@@ -318,29 +318,32 @@ class HistoryStore:
         self.healthy, self.last_error = True, None
 
     def _aggregate(self, p: HistoryPoint) -> list[HistoryPoint]:
-        """The coarser points that `p` completes (a bucket is over when a point of a later
-        bucket arrives), each also fed to the tier above."""
-        out = []
+        """The coarser points that the finest point `p` completes, each fed to the tier above.
+        Points come in time order, so a bucket is over once `p` is at or past its end (after
+        a gap too: a restart does not leave the last buckets open until the next one fills)."""
+        out: list[HistoryPoint] = []
         feed = [p]
         for i in range(1, len(self.tiers)):
-            step = self.steps[i]
-            nxt = []
+            step, key = self.steps[i], (p.entity, i)
+            done: list[HistoryPoint] = []
             for q in feed:
                 b = bucket(q.t, step)
-                key = (q.entity, i)
                 cur = self._acc.get(key)
-                if cur is None or cur[0] < b:
-                    if cur is not None and cur[1]:
-                        done = downsample(cur[1], cur[0], step)
-                        out.append(done)
-                        nxt.append(done)
+                if cur is not None and cur[0] > b:
+                    continue  # a bucket already done (the clock went back): finest tier only
+                if cur is not None and cur[0] < b:
+                    done.append(downsample(cur[1], cur[0], step))
+                    cur = None
+                if cur is None:
                     self._acc[key] = (b, [q])
-                elif cur[0] == b:
+                else:
                     cur[1].append(q)
-                # else: a point of a bucket already done (the clock went back): fine tier only
-            feed = nxt
-            if not feed:
-                break
+            cur = self._acc.get(key)
+            if cur is not None and p.t >= cur[0] + step:
+                done.append(downsample(cur[1], cur[0], step))
+                del self._acc[key]
+            out += done
+            feed = done
         return out
 
     def _row(self, conn: sqlite3.Connection, p: HistoryPoint) -> tuple[int, int, int, int, str]:
@@ -543,9 +546,18 @@ class HistoryStore:
         """The step a query answers with: `step` (ValueError when it is not a tier's or the
         range needs too many points), else the finest that fits (`choose_step`)."""
         if step is None:
-            return choose_step(
+            step = choose_step(
                 self.steps, [t.retention for t in self.tiers], since, until, now, MAX_POINTS
             )
+            # Nothing is kept before the coarsest tier's horizon: a range reaching further
+            # back is answered from there.
+            since = max(since, now - self.tiers[-1].retention)
+            if (until - since) / step > MAX_ASKED_POINTS:
+                raise ValueError(
+                    f"since: the range needs more than {MAX_ASKED_POINTS} points even at "
+                    f"{step} s; ask a shorter range"
+                )
+            return step
         if step not in self.steps:
             raise ValueError(f"step: must be one of {', '.join(map(str, self.steps))}")
         if (until - since) / step > MAX_ASKED_POINTS:
@@ -562,7 +574,11 @@ class HistoryStore:
         up to a step before `since`), oldest first, at `step` (None: chosen as in
         `resolve_step`). Thread-safe: each thread reads on its own connection. Raises
         HistoryError when the database cannot be read, ValueError for a bad step."""
-        st = self.resolve_step(since, until, step, self.clock())
+        return self._query(
+            entity, since, until, self.resolve_step(since, until, step, self.clock())
+        )
+
+    def _query(self, entity: str, since: float, until: float, st: int) -> list[HistoryPoint]:
         try:
             conn = self._reader()
             if conn is None:
@@ -600,14 +616,13 @@ class HistoryStore:
             if not known and entity not in self.entities():
                 return None
             st = self.resolve_step(since, until, step, self.clock())
-            points = self.query(entity, since, until, st)
-            doc = {
-                "entity": entity,
-                "step_seconds": st,
-                "since": iso(since),
-                "until": iso(until),
-                "points": [p.to_api() for p in points],
-            }
-            return json.dumps(doc, separators=(",", ":")).encode()
+            points = self._query(entity, since, until, st)
+            head = {"entity": entity, "step_seconds": st, "since": iso(since), "until": iso(until)}
+            # Point by point: one json.dumps of 20,000 points would hold the GIL (and stall
+            # the loop) for as long as it takes; short calls let the loop in between.
+            body = ",".join(json.dumps(p.to_api(), separators=(",", ":")) for p in points)
+            return (
+                json.dumps(head, separators=(",", ":"))[:-1] + ',"points":[' + body + "]}"
+            ).encode()
 
         return await self._off_loop(work)
