@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from monitor.detect.times import iso
 from monitor.pages.model import Point
 
 STATE_COLOURS = {
@@ -156,10 +157,17 @@ def _rect(run: tuple[str, float, float], fr: _Frame, y: float, h: float) -> str:
     state, a, b = run
     x0, x1 = fr.tx(a), fr.tx(b)
     colour = STATE_COLOURS.get(state, STATE_COLOURS["unknown"])
+    # The run's times as attributes too: the browser tests read them, a reader hovers them.
+    span = f"{_hms(a)} to {_hms(b)} UTC"
     return (
         f'<rect x="{_f(x0)}" y="{_f(y)}" width="{_f(max(x1 - x0, 0.5))}" height="{_f(h)}" '
-        f'fill="{colour}"><title>{_esc(state)}</title></rect>'
+        f'fill="{colour}" data-state="{_esc(state)}" data-start="{iso(a)}" data-end="{iso(b)}">'
+        f"<title>{_esc(state)}, {span}</title></rect>"
     )
+
+
+def _hms(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _path(s: Series, fr: _Frame, y: float, h: float, step: float) -> str:
@@ -196,9 +204,11 @@ def _axis(fr: _Frame, y_top: float, y_bottom: float) -> list[str]:
     return out
 
 
-def _open(svg_id: str, w: int, h: int, title: str, desc: str) -> str:
+def _open(svg_id: str, w: int, h: int, title: str, desc: str, step: float) -> str:
+    # data-step: the points' step (seconds), i.e. how precise the drawn times are.
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" id="{_esc(svg_id)}" class="chart" '
+        f'data-step="{int(step)}" '
         f'viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
         f'aria-labelledby="{_esc(svg_id)}-t {_esc(svg_id)}-d">'
         f'<title id="{_esc(svg_id)}-t">{_esc(title)}</title>'
@@ -225,7 +235,7 @@ def strip_svg(svg_id: str, points: Sequence[Point], t0: float, t1: float, title:
     )
     body.append(_path(up, fr, 26, 30, _step(points)))
     desc = "State over time (coloured strip) and the share of targets up (line), UTC."
-    return _open(svg_id, w, h, title, desc) + "".join(body) + "</svg>"
+    return _open(svg_id, w, h, title, desc, _step(points)) + "".join(body) + "</svg>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,4 +340,4 @@ def event_svg(
         "Signals around the event, UTC: the entity's state (strip), the share of targets up "
         "per kind, loss, mean block belief and BGP visibility (lines, 0 to 100%)."
     )
-    return _open(svg_id, w, h, title, desc) + "".join(body) + "</svg>"
+    return _open(svg_id, w, h, title, desc, _step(points)) + "".join(body) + "</svg>"

@@ -59,7 +59,7 @@ def _page(title: str, body: str, *, refresh: bool = False, page: str = "") -> st
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
         f"<title>{esc(title)}</title>"
-        '<link rel="stylesheet" href="/static/pages.css">'
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/pages.css">'
         '<script src="/static/pages.js" defer></script>'
         f'{noscript}</head><body{data} data-page="{esc(page)}">'
         '<header class="top"><a class="home" href="/">dprk-outage-monitor</a>'
@@ -156,7 +156,7 @@ def _blocks(ent: Mapping[str, object], last: Point | None) -> str:
             beliefs[str(b)] = _num(info.get("belief")) if isinstance(info, dict) else None
     if beliefs:
         parts.append(
-            '<div class="meters" aria-label="block belief">'
+            '<div class="meters" aria-label="block belief"><span class="mhead">Block belief</span>'
             + "".join(_meter(b, v) for b, v in beliefs.items())
             + "</div>"
         )
@@ -398,6 +398,9 @@ def event_html(
         markers.append(chart.Marker(ev.end, "end", chart.STATE_COLOURS["up"]))
     blind = [(iv.start, iv.end) for iv in ev.evidence.vantage_blind]
     if points:
+        # Not before the history begins (a daemon started just before the event): an empty
+        # stretch would squeeze the event into a corner.
+        t0 = max(t0, min(p.t for p in points))
         svg = chart.event_svg(
             "event-chart",
             points,

@@ -58,6 +58,14 @@ def phases(ev: EventRecord) -> list[Phase]:
     return out
 
 
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def human(t: float) -> str:
+    return iso(t).replace("T", " ").replace("Z", " UTC")
+
+
 def owner_label(o: OwnerRef | None) -> str:
     return "" if o is None else o.label
 
@@ -114,7 +122,7 @@ def tell(ev: EventRecord, now: float) -> list[Line]:
                 Line(
                     ff.time,
                     "failed",
-                    f"{_KIND_WORDS.get(kind, kind).capitalize()} failed: {ff.target} "
+                    f"{_cap(_KIND_WORDS.get(kind, kind))} failed: {ff.target} "
                     f"({ff.reason}{', ' + ff.detail if ff.detail else ''}).",
                 )
             )
@@ -136,7 +144,7 @@ def tell(ev: EventRecord, now: float) -> list[Line]:
         if b.recovered is not None:
             lines.append(Line(b.recovered, "block", f"Block {b.block} answered again."))
         elif b.first_failed is not None:
-            lines.append(Line(None, "block", f"Block {b.block} still down."))
+            lines.append(Line(None, "block", f"Block {b.block}: not seen back yet."))
     for kind, targets in sorted(e.targets_down.items()):
         if targets:
             lines.append(
@@ -187,13 +195,13 @@ def tell(ev: EventRecord, now: float) -> list[Line]:
                     s.first,
                     "path",
                     f"{s.address}{owner} answered unreachable {s.note} for {s.block} "
-                    f"({s.answers} times until {iso(s.last)}).".replace("  ", " "),
+                    f"({s.answers} times until {human(s.last)}).".replace("  ", " "),
                 )
             )
     for iv in e.vantage_blind:
         if iv.start is None:
             continue
-        end = f" until {iso(iv.end)}" if iv.end is not None else ", still blind"
+        end = f" until {human(iv.end)}" if iv.end is not None else ", still blind"
         lines.append(
             Line(
                 iv.start,
