@@ -530,25 +530,45 @@ OPENAPI_SCHEMAS: JSON = {
     },
 }
 
-OPENAPI_SECURITY: JSON = {
-    "annotationToken": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "the token in the file named by `api.annotation_token_file`",
-    }
-}
-
 OPENAPI_PATH: JSON = {
+    "get": {
+        "operationId": "getOutageAnnotations",
+        "summary": "An outage event's annotations (null: none yet)",
+        "parameters": [
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": _answer(
+                {
+                    "type": "object",
+                    "required": ["id", "annotations"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "annotations": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/Annotations"},
+                                {"type": "null"},
+                            ]
+                        },
+                    },
+                },
+                "the event's annotations",
+            ),
+            "404": _answer(_ERR, "no event has this id"),
+            "503": _answer(_ERR, "the event log cannot be read"),
+        },
+    },
     "post": {
         "operationId": "annotateOutage",
         "summary": "Add a cause, a note, links or the maintenance mark to an outage event",
         "description": (
             "Off by default: answers 403 unless the configuration names a token file "
-            "(`api.annotation_token_file`); then `Authorization: Bearer <token>` is needed "
-            f"(401 without it). The body is at most {MAX_BODY} bytes. Answers the annotated "
-            "event. The same change as `dprk-monitor annotate`."
+            "(`api.annotation_token_file`); then the header `Authorization: Bearer <token>` "
+            "(the file's token) is needed, 401 without it. The body is at most "
+            f"{MAX_BODY} bytes. Answers the annotated event. The same change as "
+            "`dprk-monitor annotate`. (No OpenAPI security requirement is declared: by "
+            "default the route is off for everyone, which a security scheme cannot say.)"
         ),
-        "security": [{"annotationToken": []}],
         "parameters": [
             {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
         ],
@@ -567,5 +587,5 @@ OPENAPI_PATH: JSON = {
             "413": _answer(_ERR, f"the body is larger than {MAX_BODY} bytes"),
             "503": _answer(_ERR, "the event log cannot be written"),
         },
-    }
+    },
 }

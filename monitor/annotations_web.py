@@ -1,5 +1,6 @@
 """The HTTP side of annotations and feeds, wired into the app by monitor/web.py.
 
+`GET /api/v1/outages/{id}/annotations` reads an event's annotations (null: none).
 `POST /api/v1/outages/{id}/annotations` writes annotations, and only when the configuration
 names a token file (`api.annotation_token_file`): without it the route answers 403 (it
 exists, so that the OpenAPI document stays the same whatever the configuration, and says
@@ -97,4 +98,17 @@ def add_routes(
             return _error(404, f"no event with id {event_id!r}")
         return web.json_response(ev.to_api(time.time()))
 
+    async def get_annotations(request: web.Request) -> web.Response:
+        event_id = request.match_info["id"]
+        try:
+            ev = await store.get_async(event_id)
+        except StoreError as e:
+            return _error(503, str(e))
+        if ev is None:
+            return _error(404, f"no event with id {event_id!r}")
+        doc = None if ev.annotations is None else ev.annotations.to_json()
+        return web.json_response({"id": ev.id, "annotations": doc})
+
+    # Registered before GET /api/v1/outages/{id:.+}, which would take these paths whole.
+    app.router.add_get(ANNOTATIONS_PATH, get_annotations)
     app.router.add_post(ANNOTATIONS_PATH, post_annotations)

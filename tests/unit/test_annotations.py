@@ -411,8 +411,8 @@ async def test_http_write_is_off_without_a_token_file(tmp_path: Path) -> None:
 
 async def test_http_write_with_a_token(tmp_path: Path) -> None:
     """With a token file: no or a wrong token is 401, a bad body 400, an unknown id 404, a
-    body over the cap 413; the right token stores the change and answers the event. A
-    reload that drops the key turns the route off at once."""
+    body over the cap 413; the right token stores the change and answers the event, which
+    GET .../annotations then shows. A reload that drops the key turns the route off."""
     many(tmp_path, 2)
     cfg = token_config(tmp_path, token_file(tmp_path))
     d = Daemon(config.load(cfg), str(cfg))
@@ -437,12 +437,18 @@ async def test_http_write_with_a_token(tmp_path: Path) -> None:
         assert code == 413
         _, _, got = await fetch(d, "/api/v1/outages/ev00001")
         assert "annotations" not in json.loads(got)  # nothing stored by the refusals
+        code, _, got = await fetch(d, path)
+        assert code == 200 and json.loads(got) == {"id": "ev00001", "annotations": None}
+        code, _, _ = await fetch(d, "/api/v1/outages/nope/annotations")
+        assert code == 404
 
         code, _, doc = await post(d, path, good, f"Bearer {TOKEN}")
         assert code == 200 and doc["id"] == "ev00001"
         assert doc["annotations"]["cause"] == "fibre cut"
         assert doc["annotations"]["links"] == ["https://x.example/"]
         _, _, got = await fetch(d, "/api/v1/outages/ev00001")
+        assert json.loads(got)["annotations"] == doc["annotations"]
+        _, _, got = await fetch(d, path)
         assert json.loads(got)["annotations"] == doc["annotations"]
 
         cfg.write_text(write_config(tmp_path).read_text())  # the api block removed
