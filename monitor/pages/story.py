@@ -144,7 +144,8 @@ def tell(ev: EventRecord, now: float) -> list[Line]:
         if b.recovered is not None:
             lines.append(Line(b.recovered, "block", f"Block {b.block} answered again."))
         elif b.first_failed is not None:
-            lines.append(Line(None, "block", f"Block {b.block}: not seen back yet."))
+            gone = "no return time recorded" if ev.end is not None else "not seen back yet"
+            lines.append(Line(None, "block", f"Block {b.block}: {gone}."))
     for kind, targets in sorted(e.targets_down.items()):
         if targets:
             lines.append(
