@@ -457,3 +457,35 @@ async def test_http_write_with_a_token(tmp_path: Path) -> None:
         assert code == 403
     finally:
         await d.stop()
+
+
+_MINIMAL = "entities:\n  - name: a\n    tcp: ['127.0.0.1:9']\n"
+API_CONFIG_CASES = [
+    (
+        "api:\n  base_url: ftp://x.example/\n",
+        "c.yaml:5: api.base_url: URL scheme must be http or https, got 'ftp://x.example/'",
+    ),
+    (
+        "api:\n  base_url: https://x.example/a?b=1\n",
+        "c.yaml:5: api.base_url: a base URL has no query or fragment: 'https://x.example/a?b=1'",
+    ),
+    (
+        "api:\n  bogus: 1\n",
+        "c.yaml:5: api.bogus: unknown key (allowed: annotation_token_file, base_url)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), API_CONFIG_CASES)
+def test_api_config_errors(extra: str, message: str) -> None:
+    """The `api:` block's invalid values are refused with the key path and the reason."""
+    with pytest.raises(config.ConfigError) as e:
+        config.parse(_MINIMAL + extra, "c.yaml")
+    assert str(e.value) == message
+
+
+def test_api_config_defaults_and_base_url() -> None:
+    """Without `api:` writes are off and no base URL is set; a base URL loses its last /."""
+    assert config.parse(_MINIMAL, "c.yaml").api == config.ApiConfig()
+    cfg = config.parse(_MINIMAL + "api:\n  base_url: https://x.example/p/\n", "c.yaml")
+    assert cfg.api.base_url == "https://x.example/p" and cfg.api.annotation_token is None
