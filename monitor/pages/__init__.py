@@ -41,6 +41,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+TIMELINE_STEP = 600  # seconds: the status page's timelines (the history's coarsest tier)
 STATIC = {"pages.css": "text/css", "pages.js": "text/javascript"}
 
 
@@ -71,8 +72,13 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", headers=HEADERS)
 
 
-def _query(history: History, entity: str, since: float, until: float) -> Sequence[Point]:
-    pts: Sequence[Any] = history.query(entity, since, until)
+def _query(
+    history: History, entity: str, since: float, until: float, step: int | None = None
+) -> Sequence[Point]:
+    try:
+        pts: Sequence[Any] = history.query(entity, since, until, step)
+    except ValueError:  # not one of the store's steps (another `history.resolution`)
+        pts = history.query(entity, since, until)
     return pts
 
 
@@ -85,8 +91,10 @@ def _timelines(
     for name in names:
         try:
             out[name] = render.Timelines(
-                _query(history, name, now - render.DAY, now),
-                _query(history, name, now - 7 * render.DAY, now),
+                # A 640-pixel strip: 10-minute points suffice (the finest tier would make
+                # the page several times slower to read and draw, holding the GIL meanwhile).
+                _query(history, name, now - render.DAY, now, TIMELINE_STEP),
+                _query(history, name, now - 7 * render.DAY, now, TIMELINE_STEP),
             )
         except Exception as e:  # a failing history is a note on the page, not an error page
             log.warning("status page without history", entity=name, error=str(e))
