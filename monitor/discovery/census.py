@@ -134,9 +134,8 @@ async def _tcp_pass(
         finally:
             sem.release()
         # A refusal (RST) is an answer too: something lives at that address.
-        if r.ok or r.reason is Reason.REFUSED:
-            if isinstance(target.address, IPv4):
-                out.answered.setdefault(target.address, r.started)
+        if (r.ok or r.reason is Reason.REFUSED) and isinstance(target.address, IPv4):
+            out.answered.setdefault(target.address, r.started)
         if on_probe is not None:
             on_probe(r)
 

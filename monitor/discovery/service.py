@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("monitor.discovery")
 
+RETRY_FRACTION = 1 / 24
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -75,6 +77,10 @@ class _Entity:
     census: EntityCensus
     summaries: dict[IPv4Net, BlockCensus] = field(default_factory=dict)
     running: bool = False
+    # The last census could not be trusted for some block (down, or our vantage blind): the
+    # next one comes sooner than the interval (RETRY_FRACTION of it), so that a census
+    # taken during an outage is not what the blocks are sampled on for a whole day.
+    untrusted: bool = False
 
 
 def _stored_summary(
@@ -208,7 +214,10 @@ class Discovery:
 
     def _due(self, ent: _Entity) -> float:
         last = ent.census.last
-        return 0.0 if last is None else last.finished + self.cfg.discovery.interval
+        if last is None:
+            return 0.0
+        interval = self.cfg.discovery.interval
+        return last.finished + (interval * RETRY_FRACTION if ent.untrusted else interval)
 
     async def run(self) -> None:
         """Census every entity when due, one at a time, forever (until cancelled)."""
@@ -265,6 +274,7 @@ class Discovery:
         current = self._entities.get(name)
         if current is not None:  # still censused (a reload may have replaced its record)
             current.census, current.summaries = ent.census, ent.summaries
+            current.untrusted = ent.untrusted
             self._apply_all()
         return summaries
 
@@ -282,6 +292,7 @@ class Discovery:
             run,
         )
         ent.summaries = {s.block: s for s in summaries}
+        ent.untrusted = any(not s.trusted for s in summaries)
         log.info(
             "census done",
             entity=ent.name,
