@@ -262,7 +262,9 @@ polled every 10 ms.
 
 Worst /healthz latency meanwhile: **{1000 * worst[0]:.1f} ms** (median
 {1000 * statistics.median(lat):.1f} ms over {len(lat)} polls): the pages read both stores in
-worker threads and render there, so the loop only waits on the GIL.
+worker threads and render there, but that Python work holds the GIL: above the long-life goal
+of 50 ms. Not yet cut: caching the status page's timelines between refreshes (they change once
+per 10-minute point) would remove most of `/`'s work.
 """
     print(text)
     print(json.dumps({"times": times, "worst_healthz": worst[0]})[:300])
