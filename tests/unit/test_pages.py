@@ -353,3 +353,29 @@ def test_story_of_an_open_event_ends_with_still_open() -> None:
     assert dated == sorted(dated)
     assert "opened" in [ln.topic for ln in lines]
     assert [ln for ln in lines if ln.t is not None][-1].text == "Still open after 60 min."
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (
+            '"ftp://grafana.example.org"',
+            "grafana_url: URL scheme must be http or https, got 'ftp://grafana.example.org'",
+        ),
+        ("3000", "grafana_url: expected a URL, got int 3000"),
+        ('"http://"', "grafana_url: URL has no host: 'http://'"),
+    ],
+)
+def test_grafana_url_is_validated_as_an_http_url(value: str, error: str) -> None:
+    """config `grafana_url`: an http(s) URL or nothing; anything else names the key."""
+    from monitor import config
+
+    base = (Path(__file__).resolve().parents[2] / "config" / "dprk.yaml").read_text()
+    assert config.parse(base).grafana_url is None
+    assert (
+        config.parse(base + "\ngrafana_url: https://g.example.org/\n").grafana_url
+        == "https://g.example.org/"
+    )
+    with pytest.raises(config.ConfigError) as e:
+        config.parse(base + f"\ngrafana_url: {value}\n")
+    assert str(e.value).split(": ", 1)[1] == error
