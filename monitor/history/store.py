@@ -55,7 +55,11 @@ BUSY_TIMEOUT_MS = 2000
 READERS = 2
 QUEUE_BATCHES = 360  # an hour of 10 s steps waiting for a stuck disk, then batches are dropped
 MAX_POINTS = 2000  # an automatic step answers a range in at most this many points
-MAX_ASKED_POINTS = 20_000  # with `step` given, a range may not need more
+# The most points one answer may hold. Reading and encoding them runs in a reader thread, but
+# a thread busy in Python makes the loop wait for the GIL at each of its wake-ups, for as long
+# as the answer takes (17,000 points: ~2 s; bench/bench_history.py): each answer's work is
+# bounded. Longer ranges: a coarser step, or several requests.
+MAX_ASKED_POINTS = 5000
 PRUNE_EVERY = 60.0  # seconds between retention passes
 PRUNE_CHUNK = 5000  # points deleted per statement (one transaction each)
 
@@ -618,7 +622,7 @@ class HistoryStore:
             st = self.resolve_step(since, until, step, self.clock())
             points = self._query(entity, since, until, st)
             head = {"entity": entity, "step_seconds": st, "since": iso(since), "until": iso(until)}
-            # Point by point: one json.dumps of 20,000 points would hold the GIL (and stall
+            # Point by point: one json.dumps of 5,000 points would hold the GIL (and stall
             # the loop) for as long as it takes; short calls let the loop in between.
             body = ",".join(json.dumps(p.to_api(), separators=(",", ":")) for p in points)
             return (

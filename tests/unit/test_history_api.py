@@ -123,11 +123,11 @@ async def test_history_has_the_contract_shape_and_the_outage(
         ("entity=star-jv&step=1e1", "step: must be one of 10, 60, 600"),
         (
             "entity=star-jv&since=0",
-            "since: the range needs more than 20000 points even at 600 s; ask a shorter range",
+            "since: the range needs more than 5000 points even at 600 s; ask a shorter range",
         ),
         (
             "entity=star-jv&since=2025-01-01&until=2025-06-01&step=10",
-            "step: 10 s gives more than 20000 points for this range; ask a coarser step or a "
+            "step: 10 s gives more than 5000 points for this range; ask a coarser step or a "
             "shorter range",
         ),
     ],
