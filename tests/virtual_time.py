@@ -17,22 +17,25 @@ What stays real:
 Code that reads `time.monotonic()` itself instead of `loop.time()` does not see the virtual
 clock; `use_loop_clock` points such a module's `time` at the running loop's clock for a test.
 
-Use `run(coro)` from a synchronous test (like `asyncio.run`, on a fresh virtual loop).
+Use `run(coro)` from a synchronous test (like `asyncio.run`, on a fresh virtual loop), or
+decorate an `async def` test with `virtual_test` to run its body on a fresh virtual loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import time as _real_time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -90,6 +93,18 @@ def run(coro: Coroutine[Any, Any, T], *, start: float = 0.0) -> T:
     """Run `coro` to completion on a new VirtualTimeLoop whose clock starts at `start`."""
     with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(start)) as runner:
         return runner.run(coro)
+
+
+def virtual_test(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an `async def` test on a fresh VirtualTimeLoop (starting at 0) instead of
+    pytest-asyncio's loop. Its fixtures must be synchronous: an async fixture would live on
+    another loop."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run(fn(*args, **kwargs))
+
+    return wrapper
 
 
 def loop_clock() -> float:

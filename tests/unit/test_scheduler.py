@@ -1,18 +1,37 @@
-"""The scheduler: slots spread over the interval, one politeness budget, immediate re-probes."""
+"""The scheduler: slots spread over the interval, one politeness budget, immediate re-probes.
+
+The tests of its timing run on a virtual-time loop (tests/virtual_time.py) with the scheduler's
+clocks pointed at it: every slot, re-probe and rate-limit wait happens at its exact virtual time,
+so the outcome does not depend on how fast or loaded the machine is, and seconds take none.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import itertools
 import time
 from collections.abc import Callable, Sequence
 
+import pytest
 import structlog
 import structlog.testing
 
+from monitor import scheduler as scheduler_mod
 from monitor.probes.base import IcmpTarget, Kind, ProbeResult, Reason, Target, TcpTarget
 from monitor.scheduler import RateLimiter, Scheduler, slot_offsets
+from tests.virtual_time import loop_clock, use_loop_clock, virtual_test
+
+
+@pytest.fixture
+def vclock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler reads the running loop's clock (virtual in a `virtual_test`): its own
+    time.monotonic() calls, and its rate limiters (whose default clock is bound at import)."""
+    use_loop_clock(monkeypatch, scheduler_mod)
+    monkeypatch.setattr(
+        scheduler_mod, "RateLimiter", functools.partial(RateLimiter, clock=loop_clock)
+    )
 
 
 class FakeClock:
@@ -50,7 +69,7 @@ def test_rate_limiter_never_exceeds_rate_in_any_second() -> None:
 
 
 class FakeProber:
-    """Answers from a table; records send times (monotonic) per target."""
+    """Answers from a table; records send times (the loop's clock) per target."""
 
     def __init__(
         self,
@@ -64,7 +83,7 @@ class FakeProber:
         self.delay = delay
 
     async def probe(self, target: Target, timeout: float) -> ProbeResult:
-        self.sent.append((time.monotonic(), target.key))
+        self.sent.append((loop_clock(), target.key))
         if self.delay:
             await asyncio.sleep(self.delay)
         if target.key in self.fail_first:
@@ -85,7 +104,7 @@ class Sink:
         self.skipped: list[tuple[str, bool]] = []
 
     def on_result(self, entity: str, result: ProbeResult, control: bool) -> None:
-        self.results.append((time.monotonic(), entity, result))
+        self.results.append((loop_clock(), entity, result))
 
     def on_round(self, entity: str, target: Target, ok: bool, control: bool) -> None:
         self.rounds.append((target.key, ok))
@@ -133,7 +152,8 @@ def test_slot_offsets_spread_evenly_and_stably() -> None:
     assert dict(zip(keys, a, strict=True)) == dict(zip(reversed(keys), b, strict=True))
 
 
-async def test_probes_are_spread_over_the_interval() -> None:
+@virtual_test
+async def test_probes_are_spread_over_the_interval(vclock: None) -> None:
     """With splay, 10 targets at a 1 s interval are probed about 100 ms apart, not in a burst."""
     prober, sink = FakeProber(), Sink()
     sched = make(prober, sink, [("e", t, False) for t in targets(10)], interval=1.0, max_rate=1000)
@@ -141,10 +161,11 @@ async def test_probes_are_spread_over_the_interval() -> None:
     times = sorted(t for t, _ in prober.sent)
     assert len(times) == 10
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) > 0.06 and max(gaps) < 0.2
+    assert gaps == pytest.approx([0.1] * 9), "one slot every interval / n"
 
 
-async def test_rate_cap_holds_with_reprobes() -> None:
+@virtual_test
+async def test_rate_cap_holds_with_reprobes(vclock: None) -> None:
     """At max_rate 20, 60 targets every second plus their re-probes never exceed 20 sends/s."""
     prober = FakeProber(always_fail={str(t.address) for t in targets(60)[::3]})
     sink = Sink()
@@ -156,7 +177,8 @@ async def test_rate_cap_holds_with_reprobes() -> None:
     assert any(late for _, late in sink.skipped), "lateness is reported"
 
 
-async def test_single_loss_is_reprobed_at_once_and_round_is_ok() -> None:
+@virtual_test
+async def test_single_loss_is_reprobed_at_once_and_round_is_ok(vclock: None) -> None:
     """One lost probe is re-probed immediately and the round counts as a success."""
     tgt = targets(1)[0]
     prober, sink = FakeProber(fail_first={tgt.key}), Sink()
@@ -165,10 +187,11 @@ async def test_single_loss_is_reprobed_at_once_and_round_is_ok() -> None:
     assert [r.ok for _, _, r in sink.results] == [False, True]
     assert sink.rounds == [(tgt.key, True)]
     t0, t1 = (t for t, _ in prober.sent)
-    assert t1 - t0 < 0.2, "the re-probe is immediate, not at the next round"
+    assert t1 - t0 <= 1 / 20, "the re-probe is immediate (the budget's spacing), not next round"
 
 
-async def test_persistent_failure_uses_all_reprobes_then_fails_round() -> None:
+@virtual_test
+async def test_persistent_failure_uses_all_reprobes_then_fails_round(vclock: None) -> None:
     """A dead target gets 1 + reprobes attempts, then one failed round."""
     tgt = TcpTarget(ipaddress.ip_address("198.18.176.71"), 80)
     prober, sink = FakeProber(always_fail={tgt.key}), Sink()
@@ -178,7 +201,8 @@ async def test_persistent_failure_uses_all_reprobes_then_fails_round() -> None:
     assert sink.rounds == [(tgt.key, False)]
 
 
-async def test_busy_target_is_skipped_not_stacked() -> None:
+@virtual_test
+async def test_busy_target_is_skipped_not_stacked(vclock: None) -> None:
     """A probe still running when its next slot comes is skipped and counted, not doubled."""
     tgt = targets(1)[0]
     prober, sink = FakeProber(delay=0.35), Sink()
@@ -188,7 +212,8 @@ async def test_busy_target_is_skipped_not_stacked() -> None:
     assert (tgt.key, False) in sink.skipped
 
 
-async def test_controls_have_their_own_budget() -> None:
+@virtual_test
+async def test_controls_have_their_own_budget(vclock: None) -> None:
     """Controls are still probed on time when entity probes saturate max_rate."""
     ctl = IcmpTarget(ipaddress.ip_address("198.19.8.8"))
     entries = [("e", t, False) for t in targets(200)] + [("_controls", ctl, True)]
@@ -198,7 +223,8 @@ async def test_controls_have_their_own_budget() -> None:
     assert sum(1 for _, k in prober.sent if k == ctl.key) >= 2
 
 
-async def test_extra_probes_share_the_budget() -> None:
+@virtual_test
+async def test_extra_probes_share_the_budget(vclock: None) -> None:
     """Extra probes from detection are sent, ahead of scheduled work, inside max_rate."""
     prober, sink = FakeProber(), Sink()
     sched = make(prober, sink, [("e", t, False) for t in targets(5)], interval=10.0, max_rate=10)
@@ -223,7 +249,7 @@ class RaisingProber(FakeProber):
 
     async def probe(self, target: Target, timeout: float) -> ProbeResult:
         if target.key in self.raise_for:
-            self.sent.append((time.monotonic(), target.key))
+            self.sent.append((loop_clock(), target.key))
             raise RuntimeError(f"boom at {target.key}")
         return await super().probe(target, timeout)
 
@@ -261,7 +287,8 @@ def loop_errors() -> list[dict[str, object]]:
     return errors
 
 
-async def test_raising_prober_fails_the_target_which_keeps_being_probed() -> None:
+@virtual_test
+async def test_raising_prober_fails_the_target_which_keeps_being_probed(vclock: None) -> None:
     """A probe() that raises is a failed `other` probe; the target's rounds go on, logged once."""
     bad, *good = [TcpTarget(ipaddress.ip_address("198.18.176.1") + i, 80) for i in range(3)]
     prober, sink = RaisingProber(raise_for={bad.key}), Sink()
@@ -286,7 +313,8 @@ async def test_raising_prober_fails_the_target_which_keeps_being_probed() -> Non
     assert errors == []
 
 
-async def test_raising_is_logged_again_after_a_success_or_a_removal() -> None:
+@virtual_test
+async def test_raising_is_logged_again_after_a_success_or_a_removal(vclock: None) -> None:
     """Once per target: silent while it keeps raising, logged anew after it answered or left."""
     tgt = targets(1)[0]
     prober, sink = RaisingProber(raise_for={tgt.key}), Sink()
@@ -309,7 +337,8 @@ async def test_raising_is_logged_again_after_a_success_or_a_removal() -> None:
     assert [e["event"] for e in logs if e["event"] == "probe_raised"] == ["probe_raised"] * 3
 
 
-async def test_callback_prober_raising_in_start_is_contained() -> None:
+@virtual_test
+async def test_callback_prober_raising_in_start_is_contained(vclock: None) -> None:
     """A CallbackProber whose start() raises: a failed `other` result, later rounds still sent."""
     bad, good = targets(2)
     prober, sink = CallbackFake(raise_for={bad.key}), Sink()
@@ -328,7 +357,8 @@ async def test_callback_prober_raising_in_start_is_contained() -> None:
     assert errors == []
 
 
-async def test_sink_raising_for_one_target_does_not_stall_it() -> None:
+@virtual_test
+async def test_sink_raising_for_one_target_does_not_stall_it(vclock: None) -> None:
     """A result sink that raises for one target: the job is freed, every target keeps its rounds."""
     bad, good = targets(2)
 

@@ -153,3 +153,12 @@ def test_use_loop_clock_points_a_modules_monotonic_at_the_loop(
     assert mod.time.time is time.time
     monkeypatch.undo()
     assert mod.time is time
+
+
+@virtual_time.virtual_test
+async def test_virtual_test_runs_an_async_test_on_a_virtual_loop(tmp_path: object) -> None:
+    """The decorator gives the test body a VirtualTimeLoop (fixtures still injected)."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop) and tmp_path is not None
+    await asyncio.sleep(86400)
+    assert loop.time() == 86400.0
