@@ -7,7 +7,10 @@ images, which the PNG export draws from); the script refreshes the status page b
 it again, and exports the event chart as SVG or PNG.
 
 Nothing here reads a database on the event loop: the event log through its `*_async` readers,
-the history store (`History.query`, sync) and the rendering in a worker thread. A missing or
+the history store (`History.query`, sync) and the rendering in a worker thread. That thread
+still holds the GIL while it works in Python, and the loop waits for it: so the history is read
+at no more points than a chart has pixels, in short pieces, and kept once final, and drawn
+timelines are kept (cache.py); a refresh reads and draws only what changed. A missing or
 failing history store is a note on the page, never an error page.
 
 `add_routes` is called by monitor/web.py; these routes are not part of the /api/v1 OpenAPI
@@ -27,8 +30,9 @@ import structlog
 from aiohttp import web
 
 from monitor.events import LATEST, EventStore, StoreError
-from monitor.pages import render
-from monitor.pages.model import Annotations, History, Point
+from monitor.pages import cache, chart, render
+from monitor.pages.chart import Sample
+from monitor.pages.model import Annotations, History
 
 log = structlog.get_logger("monitor.pages")
 
@@ -41,7 +45,6 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-TIMELINE_STEP = 600  # seconds: the status page's timelines (the history's coarsest tier)
 STATIC = {"pages.css": "text/css", "pages.js": "text/javascript"}
 
 
@@ -72,34 +75,64 @@ def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html", headers=HEADERS)
 
 
-def _query(
-    history: History, entity: str, since: float, until: float, step: int | None = None
-) -> Sequence[Point]:
-    try:
-        pts: Sequence[Any] = history.query(entity, since, until, step)
-    except ValueError:  # not one of the store's steps (another `history.resolution`)
-        pts = history.query(entity, since, until)
-    return pts
+class Pages:
+    """What the pages keep between requests (see cache.py): history samples and drawings."""
 
+    def __init__(self) -> None:
+        self.reader = cache.Reader()
+        self.strips = cache.StripCache()
 
-def _timelines(
-    history: History | None, names: Sequence[str], now: float
-) -> Mapping[str, render.Timelines]:
-    if history is None:
-        return {}
-    out = {}
-    for name in names:
-        try:
-            out[name] = render.Timelines(
-                # A 640-pixel strip: 10-minute points suffice (the finest tier would make
-                # the page several times slower to read and draw, holding the GIL meanwhile).
-                _query(history, name, now - render.DAY, now, TIMELINE_STEP),
-                _query(history, name, now - 7 * render.DAY, now, TIMELINE_STEP),
-            )
-        except Exception as e:  # a failing history is a note on the page, not an error page
-            log.warning("status page without history", entity=name, error=str(e))
-            out[name] = render.Timelines(error=f"{type(e).__name__}: {e}")
-    return out
+    def strip(
+        self, svg_id: str, samples: Sequence[Sample], t0: float, t1: float, title: str
+    ) -> str:
+        """chart.strip_svg, drawn once per distinct input."""
+        return self.strips.get(
+            (svg_id, title),
+            (t0, t1, tuple(samples)),
+            lambda: chart.strip_svg(svg_id, samples, t0, t1, title),
+        )
+
+    def timelines(
+        self, history: History | None, names: Sequence[str], now: float
+    ) -> Mapping[str, render.Timelines]:
+        """Per entity its 24 h and 7 d samples, each at the finest step a timeline can draw
+        (one read when both have the same step: the day is the week's end)."""
+        if history is None:
+            return {}
+        out = {}
+        for i, name in enumerate(names):
+            if i:
+                cache.breathe()  # one entity at a time: the loop gets in between
+            try:
+                out[name] = self._entity(history, name, now)
+            except Exception as e:  # a failing history is a note on the page, not an error page
+                log.warning("status page without history", entity=name, error=str(e))
+                out[name] = render.Timelines(error=f"{type(e).__name__}: {e}")
+        return out
+
+    def _entity(self, history: History, name: str, now: float) -> render.Timelines:
+        read: dict[int | None, tuple[float, list[Sample]]] = {}
+        last = None
+        got = {}
+        # The week first: the day reuses its samples when the step is the same.
+        for key, span in (("week", 7 * render.DAY), ("day", render.DAY)):
+            since = now - span
+            step = cache.pick_step(history, since, now, chart.STRIP_PLOT, now)
+            if step in read and read[step][0] <= since:
+                lo = since - (step or 0)
+                got[key] = [s for s in read[step][1] if s.t > lo]
+                continue
+            samples, newest = self.reader.samples(history, "status", name, since, now, step)
+            read[step] = (since, samples)
+            got[key] = samples
+            last = newest if last is None or (newest is not None and newest.t > last.t) else last
+        return render.Timelines(got["day"], got["week"], last=last)
+
+    def event_samples(
+        self, history: History, ev_id: str, entity: str, t0: float, t1: float, now: float
+    ) -> list[Sample]:
+        step = cache.pick_step(history, t0, t1, chart.EVENT_PLOT, now)
+        return self.reader.samples(history, f"event:{ev_id}", entity, t0, t1, step)[0]
 
 
 def add_routes(
@@ -111,6 +144,7 @@ def add_routes(
     """`/`, `/outages/{id}` (when there is an event log) and `/static/pages.{css,js}`."""
     opts = options or PageOptions()
     files = {name: _static(name) for name in STATIC}
+    kept = Pages()
 
     async def static(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -143,8 +177,9 @@ def add_routes(
         history = opts.history()
 
         def work() -> str:
-            data = render.StatusData(status, latest, _timelines(history, names, now), events_error)
-            return render.status_html(data, now)
+            timelines = kept.timelines(history, names, now)
+            data = render.StatusData(status, latest, timelines, events_error)
+            return render.status_html(data, now, kept.strip)
 
         return _html(await asyncio.get_running_loop().run_in_executor(None, work))
 
@@ -167,12 +202,12 @@ def add_routes(
         grafana = opts.grafana_url()
 
         def work() -> str:
-            points: Sequence[Point] | None = None
+            points: Sequence[Sample] | None = None
             error = None
             if history is not None:
                 t0, t1 = render.chart_range(ev, now)
                 try:
-                    points = _query(history, ev.entity, t0, t1)
+                    points = kept.event_samples(history, ev.id, ev.entity, t0, t1, now)
                 except Exception as e:
                     log.warning("event page without history", id=ev.id, error=str(e))
                     error = f"{type(e).__name__}: {e}"

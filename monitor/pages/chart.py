@@ -1,4 +1,4 @@
-"""Inline SVG charts drawn from history points. Pure functions, no I/O.
+"""Inline SVG charts drawn from history points (as `Sample`s). Pure functions, no I/O.
 
 Why hand-written SVG: the pages must work air-gapped (no CDN, no charting library) and the
 event chart must export as a standalone picture. Every colour is a presentation attribute (no
@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from monitor.detect.times import iso
 from monitor.pages.model import Point
@@ -35,6 +36,10 @@ BGP_COLOUR = "#6d4c41"
 SPAN_COLOUR = "#c62828"
 BLIND_COLOUR = "#9e9e9e"
 FONT = 'font-family="system-ui, sans-serif"'
+# The plot widths (pixels) of the status page's timeline and of the event chart: a chart is
+# given at most about that many points (more could not be told apart).
+STRIP_PLOT = 640 - 8 - 8
+EVENT_PLOT = 900 - 44 - 12
 # Nice tick spacings (seconds) for the time axis.
 _TICKS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800)
 
@@ -88,32 +93,110 @@ def _mean(values: Iterable[float]) -> float | None:
     return sum(vs) / len(vs) if vs else None
 
 
-def event_series(points: Sequence[Point]) -> list[Series]:
+class Sample(NamedTuple):
+    """What the charts draw of one history point, and nothing else: the pages keep these
+    (small; a tuple, so hashed and compared in C when a drawing is looked up by its samples)
+    rather than the points, whose maps can name a thousand blocks."""
+
+    t: float
+    step: int
+    state: str
+    vantage_healthy: bool = True
+    share: float | None = None  # of all targets, up
+    kinds: tuple[tuple[str, float | None], ...] = ()  # per kind with targets: share up
+    loss: float | None = None
+    blocks: float | None = None  # mean block belief
+    bgp: float | None = None  # mean BGP visibility
+
+    @property
+    def drawn(self) -> str:
+        """The state as drawn: unknown while the vantage was blind."""
+        return self.state if self.vantage_healthy else "unknown"
+
+
+def sample(p: Point) -> Sample:
+    return Sample(
+        float(p.t),
+        int(p.step),
+        str(p.state),
+        bool(p.vantage_healthy),
+        share_up(p),
+        tuple((k, share_up(p, k)) for k in sorted(p.targets) if p.targets[k] > 0),
+        p.loss,
+        _mean(p.blocks.values()),
+        _mean(p.bgp.values()),
+    )
+
+
+_RANK = {"up": 0, "unknown": 1, "degraded": 2, "partial": 3, "down": 4}
+
+
+def _least(values: Iterable[float | None]) -> float | None:
+    vs = [v for v in values if v is not None]
+    return min(vs) if vs else None
+
+
+def merge(group: Sequence[Sample], t: float, step: int) -> Sample:
+    """One sample of `step` from those of its bucket, the worst of each as the history's own
+    coarser tiers keep it (monitor.history.sampler.downsample): the most severe state, the
+    lowest shares, beliefs and visibility, the mean loss; blind if the vantage ever was."""
+    kinds: dict[str, list[float | None]] = {}
+    for s in group:
+        for k, v in s.kinds:
+            kinds.setdefault(k, []).append(v)
+    losses = [s.loss for s in group if s.loss is not None]
+    return Sample(
+        t,
+        step,
+        max((s.state for s in group), key=lambda x: _RANK.get(x, 1)),
+        all(s.vantage_healthy for s in group),
+        _least(s.share for s in group),
+        tuple((k, _least(vs)) for k, vs in sorted(kinds.items())),
+        sum(losses) / len(losses) if losses else None,
+        _least(s.blocks for s in group),
+        _least(s.bgp for s in group),
+    )
+
+
+def fit(samples: Sequence[Sample], width: float) -> Sequence[Sample]:
+    """At most about `width` samples (one per pixel is all a strip of `width` pixels can
+    show): merged into buckets of a whole multiple of their step when there are more."""
+    if len(samples) <= width or not samples:
+        return samples
+    base = min(s.step for s in samples)
+    span = samples[-1].t + samples[-1].step - samples[0].t
+    step = base * math.ceil(span / base / width)
+    out: list[Sample] = []
+    group: list[Sample] = []
+    current: float | None = None
+    for s in samples:
+        b = math.floor(s.t / step) * step
+        if group and b != current:
+            out.append(merge(group, float(current or 0.0), step))
+            group = []
+        current = b
+        group.append(s)
+    if group:
+        out.append(merge(group, float(current or 0.0), step))
+    return out
+
+
+def event_series(samples: Sequence[Sample]) -> list[Series]:
     """The signals of the event chart: per kind share up, loss, mean block belief, mean BGP
     visibility; a series is left out when no point measures it."""
-    kinds = sorted({k for p in points for k, n in p.targets.items() if n > 0})
-    out = [
-        Series(
-            f"{k} up", KIND_COLOURS.get(k, "#455a64"), tuple((p.t, share_up(p, k)) for p in points)
-        )
-        for k in kinds
-    ]
-    out.append(Series("loss", LOSS_COLOUR, tuple((p.t, p.loss) for p in points), "6 3"))
+    kinds = sorted({k for s in samples for k, _ in s.kinds})
+    per_kind: dict[str, list[tuple[float, float | None]]] = {k: [] for k in kinds}
+    for s in samples:
+        got = dict(s.kinds)
+        for k in kinds:
+            per_kind[k].append((s.t, got.get(k)))
+    out = [Series(f"{k} up", KIND_COLOURS.get(k, "#455a64"), tuple(per_kind[k])) for k in kinds]
+    out.append(Series("loss", LOSS_COLOUR, tuple((s.t, s.loss) for s in samples), "6 3"))
     out.append(
-        Series(
-            "block belief",
-            BLOCKS_COLOUR,
-            tuple((p.t, _mean(p.blocks.values())) for p in points),
-            "2 2",
-        )
+        Series("block belief", BLOCKS_COLOUR, tuple((s.t, s.blocks) for s in samples), "2 2")
     )
     out.append(
-        Series(
-            "BGP visibility",
-            BGP_COLOUR,
-            tuple((p.t, _mean(p.bgp.values())) for p in points),
-            "8 3 2 3",
-        )
+        Series("BGP visibility", BGP_COLOUR, tuple((s.t, s.bgp) for s in samples), "8 3 2 3")
     )
     return [s for s in out if any(v is not None for _, v in s.values)]
 
@@ -129,18 +212,18 @@ class _Frame:
         return self.x + (t - self.t0) / (self.t1 - self.t0) * self.w
 
 
-def _step(points: Sequence[Point]) -> float:
-    steps = [p.step for p in points if p.step > 0]
+def _step(samples: Sequence[Sample]) -> float:
+    steps = [p.step for p in samples if p.step > 0]
     return float(min(steps)) if steps else 60.0
 
 
-def state_strip(points: Sequence[Point], fr: _Frame, y: float, h: float) -> list[str]:
+def state_strip(samples: Sequence[Sample], fr: _Frame, y: float, h: float) -> list[str]:
     """Runs of equal state as rectangles (one per run, not per point)."""
     out: list[str] = []
-    step = _step(points)
+    step = _step(samples)
     run: tuple[str, float, float] | None = None  # state, start, end
-    for p in sorted(points, key=lambda p: p.t):
-        state = p.state if p.vantage_healthy else "unknown"
+    for p in sorted(samples, key=lambda p: p.t):
+        state = p.drawn
         end = p.t + (p.step or step)
         if run is not None and run[0] == state and p.t - run[2] <= step / 2:
             run = (state, run[1], end)
@@ -173,14 +256,31 @@ def _hms(t: float) -> str:
 def _path(s: Series, fr: _Frame, y: float, h: float, step: float) -> str:
     parts: list[str] = []
     prev: float | None = None
+    # A joined run at one height is one straight segment: its first and last vertex draw it
+    # (the middle ones would only lengthen the path and the time to write it; a steady
+    # signal is most of any chart).
+    held: float | None = None  # the time of the run's latest vertex, not yet written
+    level: float | None = None  # the run's value
+    yy = ""
     for t, v in sorted(s.values, key=lambda tv: tv[0]):
         if v is None or not math.isfinite(v) or t < fr.t0 or t > fr.t1:
-            prev = None
+            if held is not None:
+                parts.append(f"L{_f(fr.tx(held))} {yy}")
+            prev, held, level = None, None, None
             continue
-        cmd = "L" if prev is not None and t - prev <= 1.5 * step else "M"
-        yy = y + h - min(max(v, 0.0), 1.0) * h
-        parts.append(f"{cmd}{_f(fr.tx(t))} {_f(yy)}")
+        joined = prev is not None and t - prev <= 1.5 * step
         prev = t
+        if joined and v == level:
+            held = t
+            continue
+        if held is not None:
+            parts.append(f"L{_f(fr.tx(held))} {yy}")
+            held = None
+        yy = _f(y + h - min(max(v, 0.0), 1.0) * h)
+        parts.append(f"{'L' if joined else 'M'}{_f(fr.tx(t))} {yy}")
+        level = v
+    if held is not None:
+        parts.append(f"L{_f(fr.tx(held))} {yy}")
     if not parts:
         return ""
     dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
@@ -217,25 +317,26 @@ def _open(svg_id: str, w: int, h: int, title: str, desc: str, step: float) -> st
     )
 
 
-def strip_svg(svg_id: str, points: Sequence[Point], t0: float, t1: float, title: str) -> str:
+def strip_svg(svg_id: str, samples: Sequence[Sample], t0: float, t1: float, title: str) -> str:
     """The status page's timeline: the state as a coloured strip and the share of all targets
-    up as a line under it, over [t0, t1]."""
+    up as a line under it, over [t0, t1] (the samples merged down to one per pixel or so)."""
     w, h, left, right = 640, 78, 8, 8
+    samples = fit(samples, STRIP_PLOT)
     fr = _Frame(t0, t1, left, w - left - right)
     body = _axis(fr, 4, 56)
     body.append(
         f'<rect x="{left}" y="4" width="{w - left - right}" height="18" fill="#9e9e9e" '
         'fill-opacity="0.15"/>'
     )
-    body += state_strip(points, fr, 4, 18)
-    up = Series("targets up", KIND_COLOURS["icmp"], tuple((p.t, share_up(p)) for p in points))
+    body += state_strip(samples, fr, 4, 18)
+    up = Series("targets up", KIND_COLOURS["icmp"], tuple((p.t, p.share) for p in samples))
     body.append(
         f'<line x1="{left}" x2="{w - right}" y1="56" y2="56" stroke="currentColor" '
         'stroke-opacity="0.4"/>'
     )
-    body.append(_path(up, fr, 26, 30, _step(points)))
+    body.append(_path(up, fr, 26, 30, _step(samples)))
     desc = "State over time (coloured strip) and the share of targets up (line), UTC."
-    return _open(svg_id, w, h, title, desc, _step(points)) + "".join(body) + "</svg>"
+    return _open(svg_id, w, h, title, desc, _step(samples)) + "".join(body) + "</svg>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +348,7 @@ class Marker:
 
 def event_svg(
     svg_id: str,
-    points: Sequence[Point],
+    samples: Sequence[Sample],
     t0: float,
     t1: float,
     *,
@@ -260,8 +361,9 @@ def event_svg(
     intervals hatched grey, the state strip on top, the signals as lines (0..1), markers as
     labelled vertical lines, a legend and a UTC time axis."""
     w, left, right = 900, 44, 12
+    samples = fit(samples, EVENT_PLOT)
     top, strip_h, plot_top, plot_h = 28, 16, 52, 200
-    series = event_series(points)
+    series = event_series(samples)
     legend_rows = max(1, math.ceil((len(series) + 2) / 4))
     h = plot_top + plot_h + 24 + legend_rows * 18 + 6
     fr = _Frame(t0, t1, left, w - left - right)
@@ -286,7 +388,7 @@ def event_svg(
         f'<rect x="{left}" y="{top}" width="{_f(fr.w)}" height="{strip_h}" fill="#9e9e9e" '
         'fill-opacity="0.15"/>'
     )
-    body += state_strip(points, fr, top, strip_h)
+    body += state_strip(samples, fr, top, strip_h)
     body += _axis(fr, plot_top, plot_top + plot_h)
     for v in (0.0, 0.5, 1.0):
         yy = _f(plot_top + plot_h - v * plot_h)
@@ -296,7 +398,7 @@ def event_svg(
             f'<text x="{left - 6}" y="{yy}" dy="4" text-anchor="end" font-size="11" '
             f'fill="currentColor" {FONT}>{int(v * 100)}%</text>'
         )
-    step = _step(points)
+    step = _step(samples)
     body += [_path(s, fr, plot_top, plot_h, step) for s in series]
     for i, m in enumerate(markers):
         if not t0 <= m.t <= t1:
@@ -340,4 +442,4 @@ def event_svg(
         "Signals around the event, UTC: the entity's state (strip), the share of targets up "
         "per kind, loss, mean block belief and BGP visibility (lines, 0 to 100%)."
     )
-    return _open(svg_id, w, h, title, desc, _step(points)) + "".join(body) + "</svg>"
+    return _open(svg_id, w, h, title, desc, _step(samples)) + "".join(body) + "</svg>"

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode, urlsplit
 
 from monitor.detect.model import EventRecord
 from monitor.detect.times import iso
 from monitor.pages import chart, story
+from monitor.pages.chart import Sample
 from monitor.pages.model import Annotations, Point
 
 esc = html.escape
@@ -29,14 +30,28 @@ DAY = 86400.0
 DASHBOARDS = (("dprk-overview", "Overview"), ("dprk-target", "Target drill-down"))
 
 
+# Draws a timeline: (svg id, samples, t0, t1, title) -> SVG (chart.strip_svg, or a cache of it).
+Strip = Callable[[str, Sequence[Sample], float, float, str], str]
+
+
 @dataclass(frozen=True, slots=True)
 class Timelines:
     """An entity's history for the status page: None when there is no history store at all,
-    an empty list when it holds nothing yet for that range; `error` when reading failed."""
+    an empty list when it holds nothing yet for that range; `error` when reading failed;
+    `last` the newest point (its block beliefs are shown)."""
 
-    day: Sequence[Point] | None = None
-    week: Sequence[Point] | None = None
+    day: Sequence[Sample] | None = None
+    week: Sequence[Sample] | None = None
     error: str | None = None
+    last: Point | None = None
+
+
+def window(now: float, span: float) -> tuple[float, float]:
+    """A timeline's range: `span` up to now, its end rounded up to a pixel's worth of time
+    (within a pixel of now), so that refreshes in that pixel draw the same picture."""
+    q = max(1.0, float(int(span // chart.STRIP_PLOT)))
+    t1 = math.ceil(now / q) * q
+    return t1 - span, t1
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +189,7 @@ def _bgp(ent: Mapping[str, object]) -> str:
     )
 
 
-def _timeline(name: str, idx: int, tl: Timelines | None, now: float) -> str:
+def _timeline(name: str, idx: int, tl: Timelines | None, now: float, strip: Strip) -> str:
     if tl is None or (tl.day is None and tl.week is None and tl.error is None):
         return '<p class="note">No history yet: the timeline appears once the history is kept.</p>'
     if tl.error is not None:
@@ -187,14 +202,15 @@ def _timeline(name: str, idx: int, tl: Timelines | None, now: float) -> str:
         if not pts:
             out.append(f'<p class="note">{esc(label)}: no history yet.</p>')
             continue
-        svg = chart.strip_svg(f"tl-{idx}-{key}", pts, now - span, now, f"{name}, {label}")
+        t0, t1 = window(now, span)
+        svg = strip(f"tl-{idx}-{key}", pts, t0, t1, f"{name}, {label}")
         out.append(
             f'<figure class="timeline"><figcaption>{esc(label)} (UTC)</figcaption>{svg}</figure>'
         )
     return "".join(out)
 
 
-def status_html(data: StatusData, now: float) -> str:
+def status_html(data: StatusData, now: float, strip: Strip = chart.strip_svg) -> str:
     st = data.status
     healthy = bool(st.get("vantage_healthy"))
     vantage = (
@@ -238,16 +254,14 @@ def status_html(data: StatusData, now: float) -> str:
                 f"{esc(str(ev.get('kind')))} since {_time(_parse(ev.get('start')))}</a></p>"
             )
         tl = data.timelines.get(name)
-        last = None
-        if tl is not None and tl.day:
-            last = max(tl.day, key=lambda p: p.t)
+        last = tl.last if tl is not None else None
         cards.append(
             f'<section class="entity s-{esc(state)}" aria-labelledby="ent-{i}">'
             f'<h2 id="ent-{i}"><span class="name">{esc(name)}</span> {_badge(state)}</h2>'
             f'<p class="since">since {_when(_parse(ent.get("since")), now)}</p>{open_ev}'
             f'<div class="grid"><div>{_kinds_table(ent)}</div>'
             f"<div>{_blocks(ent, last)}{_bgp(ent)}</div></div>"
-            f'<div class="timelines">{_timeline(name, i, tl, now)}</div></section>'
+            f'<div class="timelines">{_timeline(name, i, tl, now, strip)}</div></section>'
         )
     return _page(
         "dprk-outage-monitor: status",
@@ -358,7 +372,7 @@ def _path_table(ev: EventRecord) -> str:
 
 def event_html(
     ev: EventRecord,
-    points: Sequence[Point] | None,
+    points: Sequence[Sample] | None,
     now: float,
     *,
     annotations: Annotations | None = None,

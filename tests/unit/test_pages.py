@@ -158,7 +158,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Any]:
     async def start(
         status: Status | None = None,
         events: Sequence[EventRecord] = (),
-        history: FakeHistory | None = None,
+        history: Any = None,  # FakeHistory, or a real store
         grafana: str | None = None,
     ) -> TestClient[Any, Any]:
         store = EventStore(tmp_path / f"var{len(stores)}")
@@ -379,3 +379,136 @@ def test_grafana_url_is_validated_as_an_http_url(value: str, error: str) -> None
     with pytest.raises(config.ConfigError) as e:
         config.parse(base + f"\ngrafana_url: {value}\n")
     assert str(e.value).split(": ", 1)[1] == error
+
+
+# --- reading and drawing little (monitor/pages/cache.py) ---------------------------------------
+
+
+class Counting:
+    """A real HistoryStore, counting the points its queries return."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.tiers, self.read = store, store.tiers, 0
+
+    def query(self, entity: str, since: float, until: float, step: int | None = None) -> Any:
+        pts = self.store.query(entity, since, until, step)
+        self.read += len(pts)
+        return pts
+
+
+def history_point(t: float, state: str = "up") -> Any:
+    from monitor.detect.model import State
+    from monitor.history import HistoryPoint
+
+    n = 0 if state == "down" else 4
+    return HistoryPoint(
+        "star-jv", t, 10, State(state), {"icmp": 4}, {"icmp": n}, {"icmp": n}, 0.0, 0.05
+    )
+
+
+async def test_a_refresh_reads_from_the_newest_point_on_and_draws_only_what_changed(
+    serve: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With hours of history in a real store, a second status page reads only the newest
+    10-minute point again (not the week), shows the down points added since in the current
+    10 minutes, and a refresh with nothing new draws no timeline again."""
+    import time
+
+    from monitor.config import HistoryConfig
+    from monitor.history import HistoryStore, tiers
+    from monitor.pages import chart
+
+    drawn: list[str] = []
+    strip_svg = chart.strip_svg
+
+    def counted(svg_id: str, *args: Any) -> str:
+        drawn.append(svg_id)
+        return strip_svg(svg_id, *args)
+
+    monkeypatch.setattr(chart, "strip_svg", counted)
+    now = time.time()
+    last = now - now % 10 - 30
+    store = HistoryStore(tmp_path / "history", tiers(HistoryConfig()))
+    try:
+        store.add([history_point(last - 10 * i) for i in range(3 * 360, -1, -1)])
+        assert store.flush(30)
+        history = Counting(store)
+        client = await serve(history=history)
+
+        async def day_states() -> list[str]:
+            page = await (await client.get("/")).text()
+            day = re.search(r'<svg[^>]*id="tl-0-day".*?</svg>', page, flags=re.S)
+            assert day is not None
+            return re.findall(r'data-state="(\w+)"', day.group(0))
+
+        assert await day_states() == ["up"]
+        first = history.read
+        assert first >= 3 * 6, "the first page reads the week (at 10 minutes)"
+        store.add([history_point(last + 10, "down"), history_point(last + 20, "down")])
+        assert store.flush(30)
+        assert await day_states() == ["up", "down"], "the current 10 minutes, worst kept"
+        assert history.read - first <= 2, "a refresh reads the newest point(s) only"
+        # Nothing new: nothing drawn (twice at most: the drawn range moves a pixel at a time,
+        # every 138 s for the day, and one refresh may fall on that moment).
+        for _ in range(2):
+            before = len(drawn)
+            await day_states()
+            if len(drawn) == before:
+                break
+        else:
+            raise AssertionError(f"every refresh drew again: {drawn}")
+    finally:
+        store.close()
+
+
+def test_a_week_strip_has_a_sample_per_pixel_and_keeps_a_short_outage() -> None:
+    """A week of 10-minute points (1,008) in the 624-pixel strip is drawn from 20-minute
+    samples (data-step 1200), one run per state, and one 10-minute down point still shows."""
+    from monitor.pages import chart
+
+    t0 = T0 - T0 % 1200  # points are aligned to their step, samples to theirs
+    pts = [Pt(t0 + 600 * i, "down" if i == 501 else "up", step=600) for i in range(1008)]
+    svg = chart.strip_svg("w", [chart.sample(p) for p in pts], t0, t0 + 7 * 86400, "week")
+    assert 'data-step="1200"' in svg
+    runs = re.findall(r'data-state="(\w+)" data-start="([^"]+)" data-end="([^"]+)"', svg)
+    assert [r[0] for r in runs] == ["up", "down", "up"]
+    assert runs[1][1:] == (iso(t0 + 600 * 500), iso(t0 + 600 * 502)), "its 20 minutes"
+
+
+async def test_a_steady_line_is_drawn_as_one_segment(serve: Any) -> None:
+    """The event chart's line of a signal that is steady, then drops, then is back has a
+    vertex at each end of each steady run only (the same picture as one per point)."""
+    pts = [Pt(T0 - 600 + 60 * i, "down" if 10 <= i < 20 else "up") for i in range(30)]
+    for p in pts[10:20]:
+        p.up["icmp"] = 0
+    client = await serve(events=[blackout()], history=FakeHistory(pts))
+    page = await (await client.get("/outages/ev1")).text()
+    line = re.search(r'<path d="([^"]+)"[^>]*><title>icmp up</title>', page)
+    assert line is not None
+    vertices = re.findall(r"([ML])([\d.]+) ([\d.]+)", line.group(1))
+    assert [v[0] for v in vertices] == ["M", "L", "L", "L", "L", "L"]
+    ys = [float(v[2]) for v in vertices]
+    assert ys[0] == ys[1] == ys[4] == ys[5] and ys[2] == ys[3] > ys[0], "up, down, up again"
+
+
+def test_a_chart_asks_for_no_more_points_than_it_has_pixels() -> None:
+    """The step read for a chart: the finest tier that covers the range in at most its width
+    in points and still holds the range's start (its retention); the coarsest otherwise."""
+    from monitor.config import HistoryConfig
+    from monitor.history import tiers
+    from monitor.pages.cache import pick_step
+
+    class Tiered:
+        def __init__(self) -> None:
+            self.tiers = tiers(HistoryConfig())  # 10 s 2 days, 1 min 30 days, 10 min 2 years
+
+        def query(self, entity: str, since: float, until: float, step: int | None = None) -> Any:
+            return []
+
+    h, now, w = Tiered(), T0, 846
+    assert pick_step(h, now - 4500, now, w, now) == 10  # 75 minutes: 450 points
+    assert pick_step(h, now - 3 * 3600, now, w, now) == 60  # 1,080 at 10 s: too many
+    assert pick_step(h, now - 2 * 86400, now, w, now) == 600
+    assert pick_step(h, now - 5 * 86400, now - 5 * 86400 + 3600, w, now) == 60  # 10 s gone
+    assert pick_step(h, now - 30 * 86400, now, w, now) == 600  # more than w even at 10 min
+    assert pick_step(FakeHistory(), now - 3600, now, w, now) is None  # the store picks
