@@ -107,8 +107,11 @@ def secrets_of(url: str) -> list[str]:
         pieces = [parts.username or "", parts.password or ""]
         pieces += parts.path.split("/")
         pieces += [v for _, v in parse_qsl(parts.query, keep_blank_values=True)]
-        if parts.hostname and "." not in parts.hostname and ":" not in parts.hostname:
-            pieces.append(parts.hostname)  # `tgram://TOKEN/...`: a token where a host would be
+        # `tgram://BOT:TOKEN/...`: tokens where a host and port would be. Dotted names (a
+        # host) stay readable; everything else of the authority counts as a secret.
+        for piece in re.split(r"[@:]", parts.netloc):
+            if "." not in piece:
+                pieces.append(piece)
     except ValueError:
         pieces = []
     for p in pieces:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,34 +54,41 @@ class _Capture(logging.Handler):
 
 
 _capture = _Capture()
-_installed = False
+_lock = threading.Lock()
+_apprise: Any = None
 
 
-def _install() -> None:
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    lg = logging.getLogger("apprise")
-    lg.addHandler(_capture)
-    lg.setLevel(logging.WARNING)
-    # Apprise's records never reach the daemon's log: they may hold URLs (secrets).
-    lg.propagate = False
+def _load() -> Any:
+    """The apprise module, imported once with its plugins, Apprise's log captured."""
+    global _apprise
+    with _lock:
+        if _apprise is not None:
+            return _apprise
+        lg = logging.getLogger("apprise")
+        lg.addHandler(_capture)
+        lg.setLevel(logging.WARNING)
+        # Apprise's records never reach the daemon's log: they may hold URLs (secrets).
+        lg.propagate = False
+        # Loading its plugins imports `imghdr` (PGP support), deprecated since Python 3.11:
+        # a warning about a library's import is not ours to show (and is an error in tests).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import apprise
+
+            apprise.Apprise.instantiate("json://localhost/")  # loads every plugin module now
+        _apprise = apprise
+        return apprise
 
 
 def validate_url(url: str) -> bool:
     """Whether Apprise accepts `url` (config validation)."""
-    import apprise
-
-    _install()
+    apprise = _load()
     return bool(apprise.Apprise().add(url))
 
 
 def deliver_blocking(receiver: NotifyReceiver, note: Notification) -> Outcome:
     """One attempt, in the calling thread (a worker of the pool, or the CLI)."""
-    import apprise
-
-    _install()
+    apprise = _load()
     _capture.start()
     ok = False
     error: str | None = None
