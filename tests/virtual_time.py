@@ -138,3 +138,17 @@ def use_loop_clock(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> Non
     """
     for module in modules:
         monkeypatch.setattr(module, "time", _LoopTime())
+
+
+def scheduler_on_loop_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the test: monitor.scheduler times everything by the running loop's clock.
+
+    The scheduler reads time.monotonic() itself and its RateLimiter's default clock is bound at
+    import, so both are pointed at the loop (until the scheduler reads `loop.time()` itself).
+    """
+    from monitor import scheduler
+
+    use_loop_clock(monkeypatch, scheduler)
+    monkeypatch.setattr(
+        scheduler, "RateLimiter", functools.partial(scheduler.RateLimiter, clock=loop_clock)
+    )

@@ -8,7 +8,6 @@ so the outcome does not depend on how fast or loaded the machine is, and seconds
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import itertools
 import time
@@ -18,20 +17,15 @@ import pytest
 import structlog
 import structlog.testing
 
-from monitor import scheduler as scheduler_mod
 from monitor.probes.base import IcmpTarget, Kind, ProbeResult, Reason, Target, TcpTarget
 from monitor.scheduler import RateLimiter, Scheduler, slot_offsets
-from tests.virtual_time import loop_clock, use_loop_clock, virtual_test
+from tests.virtual_time import loop_clock, scheduler_on_loop_clock, virtual_test
 
 
 @pytest.fixture
 def vclock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scheduler reads the running loop's clock (virtual in a `virtual_test`): its own
-    time.monotonic() calls, and its rate limiters (whose default clock is bound at import)."""
-    use_loop_clock(monkeypatch, scheduler_mod)
-    monkeypatch.setattr(
-        scheduler_mod, "RateLimiter", functools.partial(RateLimiter, clock=loop_clock)
-    )
+    """The scheduler reads the running loop's clock (virtual in a `virtual_test`)."""
+    scheduler_on_loop_clock(monkeypatch)
 
 
 class FakeClock:

@@ -26,7 +26,9 @@ from monitor.probes.base import IcmpTarget, IPAddress, Kind, ProbeResult, Reason
 from monitor.probes.icmp import IcmpProber
 from monitor.probes.traceroute import Hop, Trace, traceroute
 from monitor.scheduler import Scheduler
+from tests import virtual_time
 from tests.netns_util import ip, netns_unavailable, run_in_netns, sysctl
+from tests.virtual_time import loop_clock, scheduler_on_loop_clock, virtual_test
 
 
 def path_doc(
@@ -100,7 +102,9 @@ class FakeEngine:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """On a virtual-time loop: the fake engine's answers and timeouts are timers, so each trace
+    sees them in their exact order whatever the machine's load."""
+    return virtual_time.run(coro)
 
 
 def unreachable(target: str, src: str, code: int = 1, started: float = 1000.0) -> ProbeResult:
@@ -185,13 +189,15 @@ def test_bad_arguments_are_programming_errors() -> None:
         run(traceroute(FakeEngine([None]), DST, parallel=0))
 
 
-async def test_traceroute_shares_the_scheduler_budget() -> None:
+@virtual_test
+async def test_traceroute_shares_the_scheduler_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """Traceroute probes (Scheduler.acquire) and scheduled probes together stay within max_rate."""
+    scheduler_on_loop_clock(monkeypatch)
     sent: list[float] = []
 
     class Prober:
         async def probe(self, target: Target, timeout: float) -> ProbeResult:
-            sent.append(time.monotonic())
+            sent.append(loop_clock())
             return ProbeResult.success(target, time.time(), 0.001)
 
         async def close(self) -> None:
@@ -216,7 +222,7 @@ async def test_traceroute_shares_the_scheduler_budget() -> None:
     async def trace_probes() -> None:
         while True:
             await sched.acquire()
-            traced.append(time.monotonic())
+            traced.append(loop_clock())
 
     tracer = asyncio.create_task(trace_probes())
     await asyncio.sleep(2.6)
