@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -80,6 +80,20 @@ async def scrape(d: Daemon) -> str:
     return await asyncio.to_thread(get)
 
 
+async def scrape_until(d: Daemon, cond: Callable[[str], bool], what: str) -> str:
+    """Scrape until `cond(metrics)` holds and return those metrics. Waiting for a count of
+    rounds rather than sleeping a fixed time: a loaded machine only makes it slower, never
+    fails it (up to 30 s, far beyond the few rounds of 300-500 ms waited for)."""
+    deadline = time.monotonic() + 30
+    while True:
+        m = await scrape(d)
+        if cond(m):
+            return m
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never reached: {what}")
+        await asyncio.sleep(0.1)
+
+
 async def test_daemon_probes_and_reports_hysteresis(
     tmp_path: Path, tcp_server: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,8 +117,18 @@ async def test_daemon_probes_and_reports_hysteresis(
         assert value(m, "dprk_monitor_probes_total", entity="loop", kind="tcp") is not None
         assert value(m, "dprk_monitor_config_last_reload_successful") == 1
         assert value(m, "dprk_monitor_build_info", version=__import__("monitor").__version__) == 1
-        await asyncio.sleep(1.2)
-        m = await scrape(d)
+        open_up = dict(entity="loop", kind="tcp", target=f"127.0.0.1:{tcp_server}")
+        m = await scrape_until(
+            d,
+            lambda m: (
+                (value(m, "dprk_monitor_probe_failures_total", reason="refused", **loop_tcp) or 0)
+                >= 4
+                and (value(m, "dprk_monitor_probes_total", entity="_controls", kind="tcp") or 0)
+                >= 2
+                and value(m, "dprk_monitor_target_up", **open_up) == 1
+            ),
+            "two rounds of every target",
+        )
         assert value(m, "dprk_monitor_target_up", **up_closed) == 0
         assert (
             value(
@@ -286,9 +310,12 @@ def test_signals_reload_and_graceful_stop(tmp_path: Path, tcp_server_sync: int) 
                 time.sleep(0.1)
         cfg_path.write_text("nonsense: [")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
-            m = r.read().decode()
+        for _ in range(300):  # until the reload was handled: 30 s at most on a loaded machine
+            with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+                m = r.read().decode()
+            if value(m, "dprk_monitor_config_last_reload_successful") != 1:
+                break
+            time.sleep(0.1)
         assert value(m, "dprk_monitor_config_last_reload_successful") == 0
         assert proc.poll() is None, "still running"
         with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
@@ -361,36 +388,29 @@ async def test_daemon_survives_bad_servers(tmp_path: Path) -> None:
         d = Daemon(config.load(cfg_path), str(cfg_path))
         await d.start()
         try:
-            await asyncio.sleep(2.0)
-            m = await scrape(d)
-            assert (
-                value(
-                    m,
-                    "dprk_monitor_probe_failures_total",
-                    entity="bad",
-                    kind="dns",
-                    reason="dns_error",
-                )
-                or 0
-            ) >= 2
-            assert (
-                value(
-                    m,
-                    "dprk_monitor_probe_failures_total",
-                    entity="bad",
-                    kind="http",
-                    reason="timeout",
-                )
-                or 0
-            ) >= 2
-            # The endless body is cut at max_body: a success, with bounded reads.
-            assert (
-                value(m, "dprk_monitor_probe_rtt_seconds_count", entity="bad", kind="http") or 0
-            ) >= 2
+            fails = "dprk_monitor_probe_failures_total"
+            m = await scrape_until(
+                d,
+                lambda m: (
+                    (value(m, fails, entity="bad", kind="dns", reason="dns_error") or 0) >= 2
+                    and (value(m, fails, entity="bad", kind="http", reason="timeout") or 0) >= 2
+                    # The endless body is cut at max_body: a success, with bounded reads.
+                    and (
+                        value(m, "dprk_monitor_probe_rtt_seconds_count", entity="bad", kind="http")
+                        or 0
+                    )
+                    >= 2
+                ),
+                "two rounds of each bad server failing with its reason (the body cut: a success)",
+            )
             probes = value(m, "dprk_monitor_probes_total", entity="bad", kind="dns") or 0
-            await asyncio.sleep(1.0)
-            m2 = await scrape(d)
-            assert (value(m2, "dprk_monitor_probes_total", entity="bad", kind="dns") or 0) > probes
+            await scrape_until(
+                d,
+                lambda m2: (
+                    (value(m2, "dprk_monitor_probes_total", entity="bad", kind="dns") or 0) > probes
+                ),
+                "probing goes on",
+            )
         finally:
             await d.stop()
             # Server.close() leaves accepted connections open (Python 3.11): close them, or
