@@ -169,8 +169,12 @@ def _long_part(ev: EventRecord, lines: list[str], opts: FormatOptions, now: floa
         lines.append("Blocks:")
         for b in e.blocks:
             lost = when(b.first_failed, opts.tz) if b.first_failed is not None else "?"
-            back = when(b.recovered, opts.tz) if b.recovered is not None else "not back yet"
-            lines.append(f"  {b.block}: lost {lost}; back {back}")
+            back = (
+                f"back {when(b.recovered, opts.tz)}"
+                if b.recovered is not None
+                else ("not seen back" if ev.end is not None else "not back yet")
+            )
+            lines.append(f"  {b.block}: lost {lost}; {back}")
     down = [(k, v) for k, v in sorted(e.targets_down.items()) if v]
     if down:
         lines.append("")
