@@ -75,7 +75,7 @@ async def test_garbage_only_is_dns_error_at_the_deadline(dns_server: FakeDnsServ
     assert not res.ok
     assert res.reason is Reason.DNS_ERROR
     assert "malformed reply" in res.detail
-    assert time.perf_counter() - t0 < 1.5
+    assert time.perf_counter() - t0 < 10.0, "not a hang (a loaded machine may be late)"
 
 
 async def test_garbage_then_real_answer_is_ok(dns_server: FakeDnsServer) -> None:
@@ -145,7 +145,7 @@ async def test_silence_is_timeout(dns_server: FakeDnsServer) -> None:
     elapsed = time.perf_counter() - t0
     assert not res.ok
     assert res.reason is Reason.TIMEOUT
-    assert 0.25 <= elapsed < 1.5
+    assert 0.25 <= elapsed < 10.0, "at the timeout (the upper bound only catches a hang)"
 
 
 async def test_closed_udp_port_is_refused() -> None:

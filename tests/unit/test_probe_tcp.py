@@ -57,21 +57,26 @@ async def test_ipv6_loopback_success(ipv6_loopback: bool) -> None:
 async def test_closed_port_is_refused(closed_tcp_port: int) -> None:
     """A port with nothing listening answers RST: REFUSED, immediately."""
     t0 = time.perf_counter()
-    res = await TcpProber().probe(TcpTarget(LOOPBACK, closed_tcp_port), timeout=2.0)
+    res = await TcpProber().probe(TcpTarget(LOOPBACK, closed_tcp_port), timeout=30.0)
     assert not res.ok
     assert res.reason is Reason.REFUSED
     assert res.rtt is None
-    assert time.perf_counter() - t0 < 1.0
+    # Far from the 30 s timeout (a margin no load can eat), so: at the RST, not at the timeout.
+    assert time.perf_counter() - t0 < 10.0
 
 
 async def test_silent_syn_gives_up_before_the_kernel_resends(full_backlog: int) -> None:
-    """With a 3 s timeout, an unanswered SYN ends the attempt before 1 s (the kernel's first
-    SYN resend, a packet the rate limiter never granted): TIMEOUT, left to the re-probes."""
+    """With a long timeout, an unanswered SYN ends the attempt at SYN_LIMIT, before 1 s (the
+    kernel's first SYN resend, a packet the rate limiter never granted): TIMEOUT, left to the
+    re-probes."""
+    assert SYN_LIMIT < 1.0, "below the kernel's initial SYN retransmission timeout"
     t0 = time.perf_counter()
-    res = await TcpProber().probe(TcpTarget(LOOPBACK, full_backlog), timeout=3.0)
+    res = await TcpProber().probe(TcpTarget(LOOPBACK, full_backlog), timeout=30.0)
     elapsed = time.perf_counter() - t0
     assert res.reason is Reason.TIMEOUT and "SYN-ACK" in res.detail
-    assert SYN_LIMIT - 0.05 <= elapsed < 1.0
+    # Given up at SYN_LIMIT, not at the 30 s timeout; the upper margin is wide (a loaded
+    # machine fires the timer late: a bound just above SYN_LIMIT would flake).
+    assert SYN_LIMIT - 0.05 <= elapsed < 10.0
 
 
 async def test_dropped_syn_is_timeout_within_the_timeout(full_backlog: int) -> None:
@@ -81,7 +86,7 @@ async def test_dropped_syn_is_timeout_within_the_timeout(full_backlog: int) -> N
     elapsed = time.perf_counter() - t0
     assert not res.ok
     assert res.reason is Reason.TIMEOUT
-    assert 0.25 <= elapsed < 1.5
+    assert 0.25 <= elapsed < 10.0, "at the timeout (the upper bound only catches a hang)"
 
 
 @pytest.mark.parametrize(
