@@ -29,6 +29,7 @@ from tests.unit.rislive_server import (
     ris_error,
     update,
 )
+from tests.virtual_time import loop_clock, virtual_test
 
 WATCHED = "198.18.176.0/22"
 SLASH24 = [f"198.18.{n}.0/24" for n in (176, 177, 178, 179)]
@@ -229,18 +230,48 @@ async def test_retries_while_server_unreachable(closed_tcp_port: int) -> None:
     await asyncio.wait_for(task, 5.0)
 
 
-async def test_stalled_stream_times_out_and_reconnects(server: RisLiveServer, start: Start) -> None:
-    """No frame for receive_timeout (no pongs either) means a stall: reconnect."""
-    client = await start(receive_timeout=0.2, ping_interval=30.0)
-    await until(lambda: server.connections >= 2, timeout=5.0)
-    assert client.connect_failures >= 1
+# The two timer tests below run on a virtual-time loop (tests/virtual_time.py): the client and
+# the server share it, so seconds of silence take none and a loaded machine cannot stretch a
+# gap between frames into a timeout. Heartbeats are off (60 s): only what is tested keeps the
+# stream alive.
 
 
-async def test_application_ping_gets_pong(server: RisLiveServer, start: Start) -> None:
-    """The client pings every ping_interval; the pong keeps a quiet feed alive."""
-    client = await start(ping_interval=0.05, receive_timeout=0.5)
-    await until(lambda: client.last_pong is not None and server.pings >= 3)
-    assert server.connections == 1
+def _quiet_client(url: str, **kw: Any) -> RisLiveClient:
+    params: dict[str, Any] = {"heartbeat": 60.0, "ping_interval": 60.0, "rng": random.Random(7)}
+    params.update(kw)
+    return RisLiveClient(Visibility([WATCHED]), url, backoff_base=1.0, backoff_cap=4.0, **params)
+
+
+@virtual_test
+async def test_stalled_stream_times_out_and_reconnects() -> None:
+    """No frame for receive_timeout (no pongs either) means a stall: reconnect, after the
+    timeout (12 s) and the first backoff (at most 1 s), not before."""
+    async with RisLiveServer() as server:
+        client = _quiet_client(server.url, receive_timeout=12.0)
+        task = asyncio.create_task(client.run())
+        try:
+            await until(lambda: server.connections >= 2, timeout=600.0)
+            assert 12.0 <= loop_clock() <= 13.5
+            assert client.connect_failures >= 1
+        finally:
+            await client.close()
+            await asyncio.wait_for(task, 5.0)
+
+
+@virtual_test
+async def test_application_ping_gets_pong() -> None:
+    """The client pings every ping_interval; the pong keeps a quiet feed alive well past
+    receive_timeout (8 pings of 5 s against 12 s of silence allowed)."""
+    async with RisLiveServer() as server:
+        client = _quiet_client(server.url, ping_interval=5.0, receive_timeout=12.0)
+        task = asyncio.create_task(client.run())
+        try:
+            await until(lambda: server.pings >= 8, timeout=600.0)
+            assert loop_clock() > 12.0 * 3 and client.last_pong is not None
+            assert server.connections == 1
+        finally:
+            await client.close()
+            await asyncio.wait_for(task, 5.0)
 
 
 async def test_ris_error_is_logged_and_counted_not_fatal() -> None:
