@@ -3,9 +3,11 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 CONFIG  ?= config/dprk.yaml
-# Debian packages: the simulated world (nginx, knot, nftables, iproute2), promtool, peers for bench.
+# Debian packages: the simulated world (nginx, knot, nftables, iproute2), promtool, peers for bench,
+# the browser of the pages' tests (chromium, chromium-driver).
 APT_PKGS := python3-venv nginx-light knot knot-dnsutils nftables iproute2 procps tcpdump fping \
-            prometheus prometheus-alertmanager prometheus-blackbox-exporter systemd
+            prometheus prometheus-alertmanager prometheus-blackbox-exporter systemd \
+            chromium chromium-driver
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps venv run test unit integration lint bench clean-sim

@@ -86,6 +86,24 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    """`discover`: one census now (monitor/discovery/oneshot.py)."""
+    from monitor.discovery.oneshot import discover_once, pick_entities, render
+    from monitor.discovery.store import FILENAME
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    try:
+        entities = pick_entities(cfg, args.entity)
+    except ValueError as e:
+        print(f"dprk-monitor: {e}", file=sys.stderr)
+        return 1
+    results = asyncio.run(discover_once(cfg, entities))
+    sys.stdout.write(render(results, str(cfg.state_dir / FILENAME)))
+    return 0
+
+
 def cmd_outages(args: argparse.Namespace) -> int:
     from monitor.events import EventStore, StoreError, render_csv, render_json, render_table
 
@@ -147,6 +165,26 @@ def _import_outages(cfg: config_mod.Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_annotate(args: argparse.Namespace) -> int:
+    """`annotate ID ...`: the logic is monitor/annotations.py's."""
+    from monitor.annotations import run_cli
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    return run_cli(cfg.state_dir, args)
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    """`notify-test`: a test message to each receiver (monitor/notify/cli.py)."""
+    from monitor.notify.cli import run
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return 1
+    return run(cfg)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     # The simulator is imported only here: the daemon and the other commands never load it.
     from monitor.sim.demo import add_arguments, run_demo
@@ -179,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
     p.set_defaults(func=cmd_probe)
 
+    p = sub.add_parser(
+        "discover",
+        help="census the entities' prefixes now (inside max_rate), print each /24, store it",
+    )
+    p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
+    p.add_argument("--entity", help="census this entity (default: every one with discover: true)")
+    p.set_defaults(func=cmd_discover)
+
     p = sub.add_parser("outages", help="list the outage event log")
     p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
     p.add_argument("--since", help="ISO 8601 time")
@@ -193,6 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
         "stdin) into the log, idempotent by event id; safe while the daemon runs",
     )
     p.set_defaults(func=cmd_outages)
+
+    p = sub.add_parser(
+        "annotate",
+        help="add a cause, a note, links or the maintenance mark to an outage event (safe while "
+        "the daemon runs)",
+    )
+    p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
+    from monitor.annotations import add_arguments as add_annotate_arguments
+
+    add_annotate_arguments(p)
+    p.set_defaults(func=cmd_annotate)
+
+    p = sub.add_parser(
+        "notify-test", help="send a test message to each notify: receiver and print the outcome"
+    )
+    p.add_argument("--config", default=config_mod.DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_notify_test)
 
     # The demo's own options (and --help) are parsed by cmd_demo, so that building this parser
     # does not import the simulator.

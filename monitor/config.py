@@ -34,6 +34,8 @@ import yaml
 from yarl import URL
 
 from monitor.detect.params import DetectionParams, duration_fields
+from monitor.discovery.params import MAX_CENSUS, DiscoveryConfig
+from monitor.notify.params import NotifyReceiver
 from monitor.probes.base import (
     TLS_VERSIONS,
     DnsTarget,
@@ -145,6 +147,8 @@ class EntityConfig:
     prefixes: tuple[IPNetwork, ...] = ()
     # An entity lists `icmp:`, `tcp:`... directly, not under a `targets:` key.
     targets: Targets = field(default_factory=Targets, metadata={"flatten": Targets})
+    # A census of the prefixes finds the answering addresses; their /24s are then sampled.
+    discover: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,37 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryRetention:
+    """How long each tier of the embedded history keeps its points (seconds)."""
+
+    fine: float = 2 * 86_400.0  # points of `resolution` (10 s)
+    medium: float = 30 * 86_400.0  # points of 6 x resolution (1 min)
+    coarse: float = 730 * 86_400.0  # points of 60 x resolution (10 min)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    """The embedded history (`monitor.history`): on by default, in `state_dir`."""
+
+    enabled: bool = True
+    resolution: int = 10  # seconds: the finest step; the coarser tiers are 6x and 60x
+    retention: HistoryRetention = field(default_factory=HistoryRetention)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """`api:`: the HTTP API's options. Annotation writes over HTTP are off unless
+    `annotation_token_file` names a file holding the bearer token (read at load and reload;
+    never world-readable); `base_url` is where people reach the daemon (behind a proxy): the
+    feeds' links use it, else the request's own host."""
+
+    annotation_token_file: str | None = None
+    base_url: str | None = None
+    # The token read from the file; not a key, never shown.
+    annotation_token: str | None = field(default=None, repr=False, metadata={"key": None})
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     # Both from one `listen: HOST:PORT` key.
     listen_host: str = field(default="127.0.0.1", metadata={"key": "listen"})
@@ -175,7 +210,14 @@ class Config:
     entities: tuple[EntityConfig, ...] = ()
     controls: Targets = field(default_factory=Targets)
     bgp: BgpConfig = field(default_factory=BgpConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     upstreams: tuple[UpstreamConfig, ...] = ()
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    # Grafana's base URL (http(s)): the event page links to the dashboards at the event's time.
+    grafana_url: str | None = None
+    api: ApiConfig = field(default_factory=ApiConfig)
+    # Notification receivers (monitor/notify): Apprise URLs with filters.
+    notify: tuple[NotifyReceiver, ...] = ()
     # Where the configuration was read from; not a key.
     source: str = field(default="<defaults>", metadata={"key": None})
 
@@ -776,6 +818,11 @@ def parse_url(value: Any) -> str:
     return value
 
 
+def _optional_url(value: Any) -> str | None:
+    """`grafana_url`: an http(s) URL, or null for none."""
+    return None if value is None else parse_url(value)
+
+
 def _url_ip(url: str) -> IPAddress | None:
     """The URL's host when it is an IP literal (the URL was validated by parse_url)."""
     host = URL(url).raw_host
@@ -883,6 +930,157 @@ _check_table(ProbingConfig, _PROBING)
 
 _BGP: dict[str, Callable[[Any], Any]] = {"ris_live_url": _parse_ws_url, "enabled": _bool}
 _check_table(BgpConfig, _BGP)
+
+
+def _share(value: Any) -> float:
+    v = _finite_number(value)
+    if not 0 < v < 1:
+        raise ValueError(f"must be above 0 and below 1 (a share of max_rate), got {_show(v)}")
+    return float(v)
+
+
+def _ports(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of ports, got {_describe(value)}")
+    if len(value) > 4:
+        raise ValueError(f"at most 4 ports, got {len(value)}")
+    ports = tuple(_int_in(1, 65535)(v) for v in value)
+    if len(set(ports)) != len(ports):
+        raise ValueError("a port is listed twice")
+    return ports
+
+
+_DISCOVERY: dict[str, Callable[[Any], Any]] = {
+    "interval": _duration_in(30 * 86_400.0, "720h"),
+    "share": _share,
+    "tcp_ports": _ports,
+    "sample": _int_in(1, 256),
+    "sample_max": _int_in(1, 256),
+    "min_responsive": _int_in(1, 256),
+}
+_check_table(DiscoveryConfig, _DISCOVERY)
+
+
+def _parse_discovery(ctx: _Ctx, value: Any, line: int) -> DiscoveryConfig:
+    dm = ctx.mapping(value, line, "discovery", _DISCOVERY.keys())
+    d: DiscoveryConfig = ctx.section(dm, "discovery", DiscoveryConfig, _DISCOVERY)
+    if d.sample > d.sample_max:
+        raise ctx.fail(
+            dm.key_lines.get("sample", dm.line), "discovery.sample", "must not exceed sample_max"
+        )
+    return d
+
+
+def _check_discover(ctx: _Ctx, m: _Map, key: str, prefixes: list[IPNetwork]) -> bool:
+    """`entities[].discover`: a census needs IPv4 prefixes, and no more than MAX_CENSUS
+    addresses of them."""
+    discover = ctx.field(m, key, "discover", _bool, False)
+    if not discover:
+        return False
+    v4 = [p for p in prefixes if p.version == 4]
+    if not v4:
+        raise ctx.fail(
+            m.key_lines["discover"],
+            _join(key, "discover"),
+            "a census needs at least one IPv4 prefix in 'prefixes'",
+        )
+    from monitor.discovery.plan import census_size
+
+    n = census_size(v4)
+    if n > MAX_CENSUS:
+        raise ctx.fail(
+            m.key_lines["discover"],
+            _join(key, "discover"),
+            f"a census of these prefixes would probe {n} addresses (at most {MAX_CENSUS})",
+        )
+    return True
+
+
+# history.retention: durations up to ten years, days allowed (`30d`).
+_RETENTION_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)")
+MAX_RETENTION = 3650 * 86_400.0
+
+
+def _retention(value: Any) -> float:
+    m = _RETENTION_DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"expected a duration like 48h, 30d or 730d, got {_show(value)}")
+    seconds = float(m.group(1)) * {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}[m.group(2)]
+    if seconds < 3600:
+        raise ValueError(f"must be at least 1h, got {_show(value)}")
+    if seconds > MAX_RETENTION:  # inf included
+        raise ValueError(f"must be at most 3650d, got {_show(value)}")
+    return seconds
+
+
+def _resolution(value: Any) -> int:
+    seconds = _seconds(value)
+    if not (1 <= seconds <= 60 and seconds == int(seconds)):
+        raise ValueError(f"must be a whole number of seconds from 1s to 60s, got {_show(value)}")
+    return int(seconds)
+
+
+_RETENTION: dict[str, Callable[[Any], Any]] = {
+    "fine": _retention,
+    "medium": _retention,
+    "coarse": _retention,
+}
+_check_table(HistoryRetention, _RETENTION)
+
+
+def _parse_history(ctx: _Ctx, value: Any, line: int) -> HistoryConfig:
+    hm = ctx.mapping(value, line, "history", _yaml_keys(HistoryConfig))
+    retention = HistoryRetention()
+    if "retention" in hm:
+        rm = ctx.mapping(
+            hm["retention"], hm.key_lines["retention"], "history.retention", _RETENTION
+        )
+        retention = ctx.section(rm, "history.retention", HistoryRetention, _RETENTION)
+        # Each tier is made from the finer one: it cannot be kept for less time.
+        for finer, coarser in (("fine", "medium"), ("medium", "coarse")):
+            if getattr(retention, coarser) < getattr(retention, finer):
+                raise ctx.fail(
+                    rm.key_lines.get(coarser, rm.line),
+                    f"history.retention.{coarser}",
+                    f"must not be shorter than history.retention.{finer}",
+                )
+    return HistoryConfig(
+        enabled=ctx.field(hm, "history", "enabled", _bool, True),
+        resolution=ctx.field(hm, "history", "resolution", _resolution, 10),
+        retention=retention,
+    )
+
+
+def _base_url(value: Any) -> str:
+    """`api.base_url`: an http(s) URL without query or fragment; a trailing / dropped."""
+    url = parse_url(value)
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ValueError(f"a base URL has no query or fragment: {_show(url)}")
+    return url.rstrip("/")
+
+
+_API: dict[str, Callable[[Any], Any]] = {
+    "annotation_token_file": _path,
+    "base_url": _base_url,
+}
+_check_table(ApiConfig, _API)
+
+
+def _parse_api(ctx: _Ctx, value: Any, line: int) -> ApiConfig:
+    from monitor.annotations import read_token_file
+
+    am = ctx.mapping(value, line, "api", _API.keys())
+    api: ApiConfig = ctx.section(am, "api", ApiConfig, _API)
+    if api.annotation_token_file is None:
+        return api
+    try:
+        token = read_token_file(api.annotation_token_file)
+    except ValueError as e:
+        line = am.key_lines["annotation_token_file"]
+        raise ctx.fail(line, "api.annotation_token_file", str(e)) from None
+    return ApiConfig(api.annotation_token_file, api.base_url, token)
+
 
 _HTTP: dict[str, Callable[[Any], Any]] = {
     "url": parse_url,
@@ -1044,6 +1242,7 @@ def _parse_entities(ctx: _Ctx, items: _Seq) -> tuple[EntityConfig, ...]:
                 asn=ctx.field(m, k, "asn", _int_in(1, 4294967295), None),
                 prefixes=tuple(prefixes),
                 targets=targets,
+                discover=_check_discover(ctx, m, k, prefixes),
             )
         )
     return tuple(out)
@@ -1134,6 +1333,10 @@ def parse(text: str, path: str = "<string>") -> Config:
         cm = ctx.mapping(top["controls"], top.key_lines["controls"], "controls", _TARGET_KEYS)
         controls = _parse_targets(ctx, cm, "controls", "controls bring")
 
+    discovery = defaults.discovery
+    if top.get("discovery") is not None:
+        discovery = _parse_discovery(ctx, top["discovery"], top.key_lines["discovery"])
+
     bgp = defaults.bgp
     if "bgp" in top:
         bm = ctx.mapping(top["bgp"], top.key_lines["bgp"], "bgp", _BGP.keys())
@@ -1144,6 +1347,21 @@ def parse(text: str, path: str = "<string>") -> Config:
         upstreams = _parse_upstreams(
             ctx, ctx.seq(top["upstreams"], top.key_lines["upstreams"], "upstreams")
         )
+
+    history = defaults.history
+    if top.get("history") is not None:
+        history = _parse_history(ctx, top["history"], top.key_lines["history"])
+
+    api = defaults.api
+    if top.get("api") is not None:
+        api = _parse_api(ctx, top["api"], top.key_lines["api"])
+
+    notify: tuple[NotifyReceiver, ...] = ()
+    if top.get("notify") is not None:
+        from monitor.notify.config import parse_notify
+
+        names = [e.name for e in entities]
+        notify = parse_notify(ctx, top["notify"], top.key_lines["notify"], names)
 
     # Under systemd's StateDirectory=, $STATE_DIRECTORY is the default.
     state_dir = os.environ.get("STATE_DIRECTORY") or str(defaults.state_dir)
@@ -1157,7 +1375,12 @@ def parse(text: str, path: str = "<string>") -> Config:
         entities=entities,
         controls=controls,
         bgp=bgp,
+        discovery=discovery,
         upstreams=upstreams,
+        history=history,
+        grafana_url=ctx.field(top, "", "grafana_url", _optional_url, None),
+        api=api,
+        notify=notify,
         source=path,
     )
 

@@ -31,11 +31,22 @@ from monitor.bgp import RisLiveClient
 from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.detector import Detector, EntitySpec
 from monitor.detect.hysteresis import Hysteresis, TargetState, count_states
-from monitor.detect.model import EventClosed, EventOpened, EventUpdated
+from monitor.detect.model import (
+    EventClosed,
+    EventOpened,
+    EventUpdated,
+    StateChanged,
+    VantageChanged,
+)
+from monitor.discovery.service import Discovery
+from monitor.discovery.store import CensusStore
 from monitor.events import EventStore
 from monitor.fanout import FanOut
+from monitor.history import HistoryRecorder
 from monitor.journal import log_change
 from monitor.metrics import Metrics
+from monitor.notify.service import Notifier
+from monitor.pages import PageOptions
 from monitor.pathtrace import PathTracer
 from monitor.probes import build_probers
 from monitor.probes.base import Kind, Prober, ProbeResult, Target
@@ -79,6 +90,9 @@ class Daemon:
         self.changes = FanOut(on_error=lambda name: self.metrics.consumer_errors.labels(name).inc())
         self.routing: RoutingWatch | None = None
         self.tracer: PathTracer | None = None
+        self.discovery: Discovery | None = None  # censuses and block sampling (issue 12)
+        self.history: HistoryRecorder | None = None  # the embedded history (monitor/history)
+        self.notifier: Notifier | None = None  # notifications (monitor/notify)
         # Controls only: entity targets' hysteresis lives in the detector.
         self._control_hyst: dict[Target, Hysteresis] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,6 +114,8 @@ class Daemon:
 
     def on_result(self, entity: str, result: ProbeResult, control: bool) -> None:
         self.metrics.record(entity, result)
+        if self.history is not None and not control:
+            self.history.observe(entity, result)
         if not result.ok:
             if not control and self.tracer is not None:
                 self.tracer.observe(entity, result)
@@ -147,6 +163,10 @@ class Daemon:
         fan.subscribe("log", log_change)
         fan.subscribe("routing", self.routing.on_change, EventOpened, EventUpdated)
         fan.subscribe("path", self.tracer.on_change, EventOpened, EventUpdated)
+        if self.history is not None:
+            fan.subscribe("history", self.history.on_change, StateChanged, VantageChanged)
+        if self.notifier is not None:
+            fan.subscribe("notify", self.notifier.on_change, *events, VantageChanged)
 
     # --- supervision --------------------------------------------------------------------------
 
@@ -200,6 +220,8 @@ class Daemon:
         for h in self._control_hyst.values():
             h.down_after, h.up_after = d.down_after, d.up_after
         self.metrics.apply_config(cfg)
+        if self.notifier is not None:
+            self.notifier.configure(cfg)
         if self.tracer is not None:
             self.tracer.configure(cfg)
         p = cfg.probing
@@ -226,15 +248,39 @@ class Daemon:
         publish = self.changes.publish
         self.routing = RoutingWatch(self.metrics, self.detector, publish, self._spawn)
         self.tracer = PathTracer(icmp, self.scheduler.acquire, self.detector, publish, cfg)
+        self.history = HistoryRecorder(
+            cfg.history, cfg.state_dir, self.detector, self.routing, self._entity_names
+        )
+        self.metrics.bind_history(self.history.store)
+        self.notifier = Notifier(cfg, self.metrics)
         self._wire()
         self._configure(cfg)
+        census = CensusStore(cfg.state_dir)
+        tcp = probers[Kind.TCP]
+        self.discovery = Discovery(
+            cfg, census, self.detector, self.scheduler, icmp, tcp, self.metrics, publish
+        )
+        self.discovery.configure(cfg)  # sampled blocks known before open events are resumed
         resumed = self.store.open_events(e.name for e in cfg.entities)
         publish(self.detector.resume(resumed, now))
         for ev in self.detector.open_events():
             self.metrics.outage_active.labels(ev.entity).set(1 if ev.open else 0)
+        self.notifier.resume(self.detector.open_events())
         if resumed:
             log.warning("resumed open outage events", ids=[e.id for e in resumed])
-        app = make_app(self.metrics, lambda: self.ready, api=self, events=self.store)
+        pages = PageOptions(
+            history=lambda: self.history,  # the event page's chart and the status timelines
+            grafana_url=lambda: self.cfg.grafana_url,
+        )
+        app = make_app(
+            self.metrics,
+            lambda: self.ready,
+            api=self,
+            events=self.store,
+            pages=pages,
+            history=self.history,
+            config=lambda: self.cfg,  # read per request: a reload takes effect at once
+        )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.listen_host, cfg.listen_port)
@@ -245,6 +291,9 @@ class Daemon:
         self._settle_heap(now)
         self._spawn(self.scheduler.run(), "scheduler")
         self._spawn(self._ticker(), "tick")
+        self._spawn(self.discovery.run(), "discovery")
+        self._spawn(self.history.run(), "history")
+        self._spawn(self.notifier.run(), "notify")
         await self.routing.start(cfg)
         wd = systemd.watchdog_interval()
         if wd:
@@ -360,6 +409,8 @@ class Daemon:
             log.warning("listen address changes need a restart; keeping the old one")
         if new.state_dir != self.cfg.state_dir:
             log.warning("state_dir changes need a restart; keeping the old one")
+        if new.history != self.cfg.history:
+            log.warning("history changes need a restart; keeping the old one")
         self._configure(new)
         if self.detector is not None:
             self.changes.publish(
@@ -367,9 +418,14 @@ class Daemon:
                     new.detection, _specs(new), list(new.controls.all()), time.time()
                 )
             )
+        if self.discovery is not None:
+            self.discovery.configure(new)
         self._settle_heap(time.time())
         if self.routing is not None and self.routing.needs_restart(new):
             asyncio.get_running_loop().create_task(self.routing.restart(new))
+
+    def _entity_names(self) -> list[str]:
+        return [e.name for e in self.cfg.entities]
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -382,6 +438,8 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.discovery is not None:
+            self.discovery.close()
         if self.tracer is not None:
             await self.tracer.close()
         if self.routing is not None:
@@ -392,6 +450,10 @@ class Daemon:
             await prober.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.history is not None:
+            self.history.close()  # what is queued is written
+        if self.notifier is not None:
+            await self.notifier.close()  # the outbox keeps what is not delivered
         if self.store is not None:
             # Open events stay open in the log and are resumed at the next start. What the
             # disk refuses now goes to a spool file, merged at the next start (events.py).
@@ -433,6 +495,8 @@ class Daemon:
                 if routing:
                     ent["signals"] = dict(ent["signals"], bgp_visibility=routing)
             doc["bgp"] = health
+        if self.discovery is not None:
+            doc["discovery"] = self.discovery.status()
         if self.store is not None:
             doc["event_log"] = {
                 "healthy": self.store.healthy,

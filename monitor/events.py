@@ -32,6 +32,11 @@ Reading
   (`SchemaError`) rather than written; schema 1 logs are migrated in place at the first open
   for writing (new indexes, same rows).
 
+Annotations (monitor/annotations.py: cause, maintenance, notes, links) live in their own table
+(schema 3), one JSON row per event id, written by `annotate` (the `annotate` command or the
+HTTP write, in one transaction, safe while the daemon runs) and never by the detector's saves;
+every query reads them with the event (a lookup on the table's primary key).
+
 Importing (`dprk-monitor outages --import FILE`) reads a JSON export (the `--format json`
 output, or the API's list), validates every entry first (an error names the entry's index and
 nothing is written), then upserts by id in small transactions (the daemon may be running: WAL
@@ -63,10 +68,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from monitor.annotations import AnnotationError, Annotations, merge_imported
+from monitor.annotations import stored as stored_annotations
 from monitor.detect.evidence import Evidence
 from monitor.detect.model import (
     JSON,
@@ -83,7 +90,7 @@ log = structlog.get_logger("monitor.events")
 
 FILENAME = "events.sqlite3"
 SPOOL_NAME = "events.spool.jsonl"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_LIMIT = 1000  # the API's page when none is asked for
 # Events per piece of a streamed export. A piece is read and rendered in a reader thread, but
 # rendering holds the GIL in long C calls: with 1,000 events (~1.3 MB) the loop waited up to
@@ -132,15 +139,37 @@ _SCHEMA_V2 = (
     f"ON events WHEN {_NUMERIC} BEGIN UPDATE meta SET value = max(value, "
     "NEW.\"end\" - NEW.start) WHERE key = 'max_duration'; END",
 )
+# Schema 3: people's annotations, apart from the detector's rows (which it rewrites whole).
+_ANNOTATIONS = (
+    "CREATE TABLE IF NOT EXISTS annotations (id TEXT PRIMARY KEY, doc TEXT NOT NULL, "
+    "updated REAL NOT NULL)"
+)
+_SCHEMA_V3 = (_ANNOTATIONS,)
 _NAMES = ("id", "entity", "kind", "start", "end", "signals", "evidence")
 _COLUMNS = 'id, entity, kind, start, "end", signals, evidence'
+# What a query reads: the columns and the event's annotations (NULL: none).
+_READ = _COLUMNS + ", (SELECT doc FROM annotations a WHERE a.id = events.id)"
 _UPSERT = (
     f"INSERT INTO events ({_COLUMNS}, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(id) DO UPDATE SET entity=excluded.entity, kind=excluded.kind, "
     'start=excluded.start, "end"=excluded."end", signals=excluded.signals, '
     "evidence=excluded.evidence, updated=excluded.updated"
 )
-CSV_FIELDS = ("id", "entity", "kind", "start", "end", "duration_seconds", "signals", "evidence")
+_UPSERT_ANNOTATIONS = (
+    "INSERT INTO annotations (id, doc, updated) VALUES (?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET doc=excluded.doc, updated=excluded.updated"
+)
+CSV_FIELDS = (
+    "id",
+    "entity",
+    "kind",
+    "start",
+    "end",
+    "duration_seconds",
+    "signals",
+    "evidence",
+    "annotations",
+)
 # The keys of an exported event (`EventRecord.to_api`), the only ones an import accepts.
 API_KEYS = frozenset(CSV_FIELDS)
 
@@ -299,13 +328,13 @@ def _select(conn: sqlite3.Connection, q: Query, n: int) -> list[tuple[Any, ...]]
         # `+entity`: the few open events, on the partial index, rather than the entity's all.
         open_ent = " AND +entity = :entity" if q.entity is not None else ""
         running = conn.execute(
-            f'SELECT {_COLUMNS} FROM events WHERE "end" IS NULL AND start < :lo{open_ent}{aft} '
+            f'SELECT {_READ} FROM events WHERE "end" IS NULL AND start < :lo{open_ent}{aft} '
             "ORDER BY start, id LIMIT :n",
             args,
         ).fetchall()
         # `+"end"`: walk the start range; an end index would hold every later event too.
         spanning = conn.execute(
-            f'SELECT {_COLUMNS} FROM events WHERE start < :lo{bound} AND +"end" >= :lo'
+            f'SELECT {_READ} FROM events WHERE start < :lo{bound} AND +"end" >= :lo'
             f"{ent}{aft} ORDER BY start, id LIMIT :n",
             args,
         ).fetchall()
@@ -318,7 +347,7 @@ def _select(conn: sqlite3.Connection, q: Query, n: int) -> list[tuple[Any, ...]]
         if q.until is not None:
             where.append("start <= :hi")
         cond = " AND ".join(where) or "1"
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {cond}{ent}{aft} ORDER BY start, id LIMIT :n"
+        sql = f"SELECT {_READ} FROM events WHERE {cond}{ent}{aft} ORDER BY start, id LIMIT :n"
         rows += conn.execute(sql, {**args, "n": n - len(rows)}).fetchall()
     return rows
 
@@ -375,7 +404,7 @@ def _select_latest(
     before: tuple[object, object] | None = None
     want = n + len(pending)
     while conn is not None:
-        sql = f"SELECT {_COLUMNS} FROM events"
+        sql = f"SELECT {_READ} FROM events"
         args: tuple[object, ...] = ()
         if before is not None:
             sql += " WHERE (start, id) < (?, ?)"
@@ -396,11 +425,11 @@ def _select_open(
 ) -> list[EventRecord]:
     if conn is None:
         return []
-    sql = f'SELECT {_COLUMNS} FROM events WHERE "end" IS NULL ORDER BY start, id'
+    sql = f'SELECT {_READ} FROM events WHERE "end" IS NULL ORDER BY start, id'
     out = list(_decode(conn.execute(sql).fetchall(), on_corrupt))
     # An entity has at most one event open or recovering, and it is its latest: one indexed
     # lookup per entity (events_entity_start), not a scan of the closed events.
-    latest = f"SELECT {_COLUMNS} FROM events WHERE entity = ? ORDER BY start DESC, id DESC LIMIT 1"
+    latest = f"SELECT {_READ} FROM events WHERE entity = ? ORDER BY start DESC, id DESC LIMIT 1"
     for name in entities:
         out += [
             ev
@@ -415,7 +444,7 @@ def _select_one(
 ) -> EventRecord | None:
     if conn is None:
         return None
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchall()
+    rows = conn.execute(f"SELECT {_READ} FROM events WHERE id = ?", (event_id,)).fetchall()
     return next(_decode(rows, on_corrupt), None)
 
 
@@ -446,7 +475,10 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         _check_version(version, path)
         if version < SCHEMA_VERSION:
             conn.execute(_TABLE)
-            for stmt in _SCHEMA_V2:
+            if version < 2:  # schema 2's statements rebuild an index: once is enough
+                for stmt in _SCHEMA_V2:
+                    conn.execute(stmt)
+            for stmt in _SCHEMA_V3:
                 conn.execute(stmt)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -503,6 +535,17 @@ def _open_reader(path: Path) -> tuple[sqlite3.Connection, bool] | None:
         if has_table is None:  # created, never written
             conn.close()
             return None
+        try:
+            # A log of schema 1 or 2 read as it is (never migrated read-only): an empty
+            # annotations table of this connection's own (TEMP: the file is not written), so
+            # that the queries read alike. Only then: a TEMP table would hide the log's own.
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'annotations'"
+            ).fetchone():
+                conn.execute(_ANNOTATIONS.replace("TABLE IF NOT", "TEMP TABLE IF NOT"))
+        except sqlite3.Error as e:
+            conn.close()
+            raise StoreError(f"cannot read {path}: {e}") from None
         return conn, immutable
     raise StoreError(f"cannot read {path}: {error}")
 
@@ -699,19 +742,32 @@ class EventStore:
                 for ev in batch:
                     stored = None
                     rows = conn.execute(
-                        f"SELECT {_COLUMNS} FROM events WHERE id = ?", (ev.id,)
+                        f"SELECT {_READ} FROM events WHERE id = ?", (ev.id,)
                     ).fetchall()
                     if rows:
                         try:
                             stored = _from_row(rows[0])
                         except CorruptRow:  # the import repairs it
                             stored = None
+                    # Annotations apart: the newer version (by `updated`) wins, whatever
+                    # becomes of the event's own row.
+                    notes = merge_imported(
+                        None if stored is None else stored.annotations, ev.annotations
+                    )
+                    if notes is not None:
+                        conn.execute(_UPSERT_ANNOTATIONS, (ev.id, notes.dumps(), now))
                     if rows and stored is not None:
-                        if _same(stored, ev):
-                            unchanged += 1
+                        if _same(stored, ev, annotations=False):
+                            if notes is None:
+                                unchanged += 1
+                            else:
+                                updated += 1
                             continue
                         if _progress(ev) < _progress(stored):
-                            kept += 1
+                            if notes is None:
+                                kept += 1
+                            else:
+                                updated += 1
                             continue
                         updated += 1
                     elif rows:
@@ -727,6 +783,43 @@ class EventStore:
                     "importing the file again is safe)"
                 ) from None
         return ImportResult(added, updated, unchanged, kept)
+
+    def annotate(
+        self, event_id: str, change: Callable[[Annotations | None], Annotations]
+    ) -> Annotations | None:
+        """Read, change and write an event's annotations in one write transaction (another
+        process may be writing: WAL and the busy timeout); None when no event has this id.
+        `change` may raise (AnnotationError): nothing is written then. Raises StoreError
+        when the log cannot be written."""
+        if self.readonly:
+            raise RuntimeError("the event store was opened read-only")
+        conn = self._connect()
+        if conn is None:
+            raise StoreError(f"cannot write {self.path}: {self.last_error}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                known = (
+                    event_id in self._pending
+                    or conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone()
+                )
+                if not known:
+                    conn.execute("ROLLBACK")
+                    return None
+                row = conn.execute(
+                    "SELECT doc FROM annotations WHERE id = ?", (event_id,)
+                ).fetchone()
+                new = change(stored_annotations(row[0]) if row else None)
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute(_UPSERT_ANNOTATIONS, (event_id, new.dumps(), self.clock()))
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            self._fail(e)
+            raise StoreError(f"cannot write {self.path}: {e}") from None
+        return new
 
     # --- spool -------------------------------------------------------------------------------
 
@@ -978,7 +1071,7 @@ class EventStore:
         return await self._off_loop(lambda c: _select_latest(c, pending, n, self._corrupt))
 
     async def render_page(
-        self, q: Query, limit: int, fmt: str, now: float
+        self, q: Query, limit: int, fmt: str | Renderer, now: float
     ) -> tuple[str, str | None]:
         """One page rendered as a whole JSON list or CSV document, and the next cursor; the
         query and the rendering both run in a reader thread."""
@@ -994,7 +1087,7 @@ class EventStore:
         return await self._off_loop(work)
 
     async def render_all(
-        self, q: Query, fmt: str, now: float, chunk: int = STREAM_CHUNK
+        self, q: Query, fmt: str | Renderer, now: float, chunk: int = STREAM_CHUNK
     ) -> AsyncGenerator[bytes, None]:
         """Every matching event after q's cursor as one JSON list or CSV document, in pieces
         of `chunk` events, each read and rendered in a reader thread: a 100,000-event export
@@ -1036,11 +1129,27 @@ def _dump(ev: JSON) -> str:
     return json.dumps(ev, separators=(",", ":"), ensure_ascii=False)
 
 
+class Renderer(Protocol):
+    """Another export format (monitor/feeds.py: Atom, CODF), rendered piece by piece in the
+    reader threads like json and csv; the arguments are those of `_render_chunk`."""
+
+    def chunk(
+        self, page: Sequence[EventRecord], now: float, first: bool, last: bool, after: bool
+    ) -> str: ...
+
+
 def _render_chunk(
-    page: Sequence[EventRecord], fmt: str, now: float, first: bool, last: bool, after: bool
+    page: Sequence[EventRecord],
+    fmt: str | Renderer,
+    now: float,
+    first: bool,
+    last: bool,
+    after: bool,
 ) -> str:
     """A piece of one JSON list or CSV document: `first` opens it, `last` closes it, `after`
     says events came before (a comma goes first)."""
+    if not isinstance(fmt, str):
+        return fmt.chunk(page, now, first, last, after)
     events = [ev.to_api(now) for ev in page]
     if fmt == "csv":
         return render_csv(events, header=first)
@@ -1181,7 +1290,15 @@ def record_from_api(doc: object) -> EventRecord:
     for k, v in (("signals", signals), ("evidence", evidence)):
         if not isinstance(v, dict):
             raise ValueError(f"{k}: not an object")
-    return EventRecord(id_, entity, kind, start, end, signals, Evidence.from_json(evidence))
+    annotations = None
+    if doc.get("annotations") is not None:
+        try:
+            annotations = Annotations.from_json(doc["annotations"])
+        except AnnotationError as e:
+            raise ValueError(f"annotations: {e}") from None
+    return EventRecord(
+        id_, entity, kind, start, end, signals, Evidence.from_json(evidence), annotations
+    )
 
 
 def _import_time(name: str, value: object) -> float:
@@ -1193,11 +1310,13 @@ def _import_time(name: str, value: object) -> float:
     return t
 
 
-def _same(a: EventRecord, b: EventRecord) -> bool:
-    """Equal as exported (times to the millisecond)."""
+def _same(a: EventRecord, b: EventRecord, annotations: bool = True) -> bool:
+    """Equal as exported (times to the millisecond); the annotations compared or not."""
     da, db = a.to_api(), b.to_api()
-    da.pop("duration_seconds")
-    db.pop("duration_seconds")
+    for d in (da, db):
+        d.pop("duration_seconds")
+        if not annotations:
+            d.pop("annotations", None)
     return _dump(da) == _dump(db)
 
 
@@ -1239,8 +1358,10 @@ def _row(ev: EventRecord) -> Row:
 
 
 def _from_row(r: tuple[Any, ...]) -> EventRecord:
-    """The event of a stored row (or spool line); CorruptRow says what is wrong with it."""
-    id_, entity, kind, start, end, signals, evidence = r
+    """The event of a stored row (or spool line); CorruptRow says what is wrong with it. A
+    query's row has the annotations last (a spool line has none): unreadable ones are left
+    out, the event is kept."""
+    id_, entity, kind, start, end, signals, evidence, *rest = r
     if not isinstance(id_, str) or not id_:
         raise CorruptRow(f"id: {id_!r}")
     if not isinstance(entity, str):
@@ -1257,6 +1378,7 @@ def _from_row(r: tuple[Any, ...]) -> EventRecord:
         None if end is None else _stored_time("end", end),
         _stored_json("signals", signals),
         Evidence.from_json(_stored_json("evidence", evidence)),
+        stored_annotations(rest[0]) if rest else None,
     )
 
 

@@ -410,6 +410,34 @@ class Metrics:
             ["entity", "target"],
             registry=r,
         )
+        # Discovery (monitor/discovery): census probes are counted in probes_total under
+        # kind="census" (their failures are the silent addresses of a census: not counted).
+        self.block_responsive = Gauge(
+            p + "block_responsive_addresses",
+            "Addresses of the /24 block in its ever-responsive set E(b) after the last census",
+            ["entity", "block"],
+            registry=r,
+        )
+        self.block_availability = Gauge(
+            p + "block_availability",
+            "A(E(b)): mean share of census probes answered by the block's responsive addresses",
+            ["entity", "block"],
+            registry=r,
+        )
+        self.block_monitorable = Gauge(
+            p + "block_monitorable",
+            "1 when the block has enough responsive addresses to be judged by sampling; 0: "
+            "unmonitorable (reported, not judged)",
+            ["entity", "block"],
+            registry=r,
+        )
+        self.census_last = Gauge(
+            p + "census_last_timestamp_seconds",
+            "When the entity's last census of its prefixes finished (absent: none yet)",
+            ["entity"],
+            registry=r,
+        )
+        self._discovery_blocks: dict[str, set[str]] = {}
         self.probes_skipped = Counter(
             p + "probes_skipped",
             "Scheduled probes skipped because the previous one was still running (over budget)",
@@ -474,14 +502,75 @@ class Metrics:
             "Events accepted but not yet on disk (full or failing disk)",
             registry=r,
         )
+        # Notifications (monitor/notify): per receiver *name*, never its URL (a secret).
+        self.notifications_sent = Counter(
+            p + "notifications_sent", "Notifications delivered", ["receiver"], registry=r
+        )
+        self.notifications_failed = Counter(
+            p + "notifications_failed",
+            "Notification delivery attempts that failed (retried with backoff)",
+            ["receiver"],
+            registry=r,
+        )
+        self.notifications_dropped = Counter(
+            p + "notifications_dropped",
+            "Notifications not sent: rate_limited, or expired (retried past max_age)",
+            ["receiver", "reason"],
+            registry=r,
+        )
+        self.notifications_queued = Gauge(
+            p + "notifications_queued",
+            "Notifications in the outbox waiting to be delivered",
+            ["receiver"],
+            registry=r,
+        )
+        self.notify_outbox_healthy = Gauge(
+            p + "notify_outbox_healthy",
+            "1 while the notification outbox accepts writes; 0 on a full or read-only disk",
+            registry=r,
+        )
+        self.notify_outbox_write_errors = Counter(
+            p + "notify_outbox_write_errors",
+            "Failed writes to the notification outbox (notifications kept in memory meanwhile)",
+            registry=r,
+        )
+        # The embedded history's counters, read from its store at scrape (see bind_history).
+        self._history: Any = None
+        r.register(
+            _ValueCollector(
+                p + "history_points_written",
+                "History points (finest step) written to history.db",
+                lambda: self._history.written if self._history else None,
+            )
+        )
+        r.register(
+            _CountersCollector(
+                p + "history_points_dropped",
+                "History points not written: disk (full, failing), queue (writer behind), error",
+                "reason",
+                lambda: dict(self._history.dropped) if self._history else {},
+            )
+        )
+        r.register(
+            _ValueCollector(
+                p + "history_corrupt_rows",
+                "Rows of history.db skipped because they could not be read",
+                lambda: self._history.corrupt_rows if self._history else None,
+            )
+        )
         # (entity, block) -> (its child, the value last set): a tick touches changed ones only.
         self._blocks: dict[tuple[str, str], tuple[Gauge, float]] = {}
         self.vantage_healthy.set(1)
         self.event_store_healthy.set(1)
+        self.notify_outbox_healthy.set(1)
         self._entities: set[str] = set()
         # Hot-path caches of labelled children, keyed by (entity, kind).
         self._probe_child: dict[tuple[str, str], Counter] = {}
         self._rtt_child: dict[tuple[str, str], Histogram] = {}
+
+    def bind_history(self, store: Any) -> None:
+        """The history store whose counters are exported (None: history off)."""
+        self._history = store
 
     def bind_bgp(self, client: Any) -> None:
         """The RIS Live client whose health is exported (None when BGP is off)."""
@@ -489,6 +578,35 @@ class Metrics:
 
     def remove_bgp_visibility(self, entity: str, prefix: str) -> None:
         _remove(self.bgp_visibility, entity, prefix)
+
+    def record_census(self, entity: str, result: ProbeResult) -> None:
+        """One census probe: counted in probes_total under kind `census`."""
+        self.probes.labels(entity, "census").inc()
+
+    def set_discovery(
+        self,
+        entity: str,
+        blocks: Iterable[tuple[str, int, float, bool]],
+        last_census: float | None,
+    ) -> None:
+        """The entity's censused blocks (block, |E(b)|, A(E(b)), monitorable) and the time of
+        its last census; blocks (or entities) no longer censused lose their series."""
+        seen: set[str] = set()
+        for block, size, avail, ok in blocks:
+            seen.add(block)
+            self.block_responsive.labels(entity, block).set(size)
+            self.block_availability.labels(entity, block).set(avail)
+            self.block_monitorable.labels(entity, block).set(1 if ok else 0)
+        for gone in self._discovery_blocks.get(entity, set()) - seen:
+            for m in (self.block_responsive, self.block_availability, self.block_monitorable):
+                _remove(m, entity, gone)
+        self._discovery_blocks[entity] = seen
+        if last_census is None:
+            _remove(self.census_last, entity)
+        else:
+            self.census_last.labels(entity).set(last_census)
+        if not seen:
+            self._discovery_blocks.pop(entity, None)
 
     def set_block_beliefs(self, beliefs: Iterable[tuple[str, str, float]]) -> None:
         """Snapshot of every /24 block's belief; blocks no longer judged lose their series."""
@@ -533,6 +651,8 @@ class Metrics:
 
         entities = {e.name for e in config.entities}
         pairs = set(wanted.values())
+        # Discovering entities: sampled probes (icmp) and census probes, targets or not.
+        pairs |= {(e.name, k) for e in config.entities if e.discover for k in ("icmp", "census")}
         for name in self._entities - entities:
             for state in STATES:
                 _remove(self.entity_state, name, state)

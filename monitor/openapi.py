@@ -11,8 +11,11 @@ import copy
 from typing import Any
 
 from monitor import __version__
+from monitor import annotations as annotations_api
 from monitor.detect.model import EventKind, State
 from monitor.events import DEFAULT_LIMIT, MAX_LIMIT
+from monitor.feeds import CODF_SCHEMA, FORMATS
+from monitor.history import api as history_api
 
 JSON = dict[str, Any]
 
@@ -52,6 +55,8 @@ _EVENT: JSON = {
             "description": "per kind the last good and first failed probe, failure order, "
             "blocks lost and back, targets down, the vantage's blind intervals, routing, path",
         },
+        # Absent until the event is annotated (monitor/annotations.py).
+        "annotations": {"$ref": "#/components/schemas/Annotations"},
     },
 }
 
@@ -159,9 +164,11 @@ _OUTAGES: JSON = {
             _param("entity", "only this entity's events", {"type": "string"}, "star-jv"),
             _param(
                 "format",
-                "json (a list of events) or csv (one row per event; signals and evidence as "
-                "JSON text; text cells that a spreadsheet would run as a formula start with ')",
-                {"type": "string", "enum": ["json", "csv"], "default": "json"},
+                "json (a list of events) or csv (one row per event; signals, evidence and "
+                "annotations as JSON text; text cells that a spreadsheet would run as a formula "
+                "start with '), atom (an Atom 1.0 feed, one entry per event) or codf (a list "
+                "of Common Outage Data Format records); see docs/FORMATS.md",
+                {"type": "string", "enum": list(FORMATS), "default": "json"},
             ),
             _param(
                 "limit",
@@ -190,9 +197,15 @@ _OUTAGES: JSON = {
                 },
                 "content": {
                     "application/json": {
-                        "schema": {"type": "array", "items": _ref("Event")},
+                        "schema": {
+                            "anyOf": [
+                                {"type": "array", "items": _ref("Event")},
+                                {"type": "array", "items": _ref("CodfRecord")},
+                            ]
+                        },
                     },
                     "text/csv": {"schema": {"type": "string"}},
+                    "application/atom+xml": {"schema": {"type": "string"}},
                 },
             },
             "400": _json(_ref("Error"), "a parameter is not valid (the message names it)"),
@@ -237,6 +250,8 @@ _DOCUMENT: JSON = {
         },
         "/api/v1/outages": _OUTAGES,
         "/api/v1/outages/{id}": _OUTAGE,
+        "/api/v1/outages/{id}/annotations": annotations_api.OPENAPI_PATH,
+        "/api/v1/history": history_api.PATH,
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
@@ -245,7 +260,11 @@ _DOCUMENT: JSON = {
             }
         },
     },
-    "components": {"schemas": {"Event": _EVENT, "Error": _ERROR, "Status": _STATUS}},
+    "components": {
+        "schemas": {"Event": _EVENT, "Error": _ERROR, "Status": _STATUS, **history_api.SCHEMAS}
+        | annotations_api.OPENAPI_SCHEMAS
+        | {"CodfRecord": CODF_SCHEMA},
+    },
 }
 
 

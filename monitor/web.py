@@ -25,10 +25,16 @@ import structlog
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from monitor.detect.model import JSON
+from monitor.annotations_web import add_routes as add_annotation_routes
+from monitor.annotations_web import renderer as feed_renderer
+from monitor.config import Config
 from monitor.events import LATEST, MAX_LIMIT, EventStore, Query, StoreError
+from monitor.feeds import CONTENT_TYPES, FORMATS
+from monitor.history import api as history_api
 from monitor.metrics import Metrics
 from monitor.openapi import document as openapi_document
+from monitor.pages import PageOptions
+from monitor.pages import add_routes as add_page_routes
 
 log = structlog.get_logger("monitor.web")
 
@@ -57,6 +63,9 @@ def make_app(
     ready: Callable[[], bool],
     api: Api | None = None,
     events: EventStore | None = None,
+    pages: PageOptions | None = None,
+    history: history_api.HistorySource | None = None,
+    config: Callable[[], Config] | None = None,
 ) -> web.Application:
     """The app. With `api`: the status page and /api/v1/status; with `events` too, the event
     log's routes, each query run in the store's reader threads (never on the loop)."""
@@ -104,23 +113,18 @@ def make_app(
     async def status(request: web.Request) -> web.Response:
         return web.json_response(a.status())
 
-    async def index(request: web.Request) -> web.Response:
-        doc = a.status()
-        latest: list[JSON] = []
-        if events is not None:
-            now = time.time()
-            try:
-                latest = [ev.to_api(now) for ev in await events.latest_async(LATEST)]
-            except StoreError as e:  # the page still shows the entities
-                log.warning("status page without events", error=str(e))
-        return web.Response(text=status_page(doc, latest), content_type="text/html")
-
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
 
-    app.router.add_get("/", index)
+    # The pages for people (monitor/pages): `/`, `/outages/{id}` and their static files.
+    add_page_routes(app, a, events, pages)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/openapi.json", openapi)
+
+    async def history_route(request: web.Request) -> web.Response:
+        return await history_api.handle(request, history)  # read in the store's threads
+
+    app.router.add_get("/api/v1/history", history_route)
     if events is None:
         return app
     store = events
@@ -129,17 +133,19 @@ def make_app(
         q = request.query
         fmt = q.get("format", "json")
         try:
-            if fmt not in ("json", "csv"):
-                raise ValueError("format: must be json or csv")
+            if fmt not in FORMATS:
+                raise ValueError(f"format: must be {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
             query = Query.parse(q.get("since"), q.get("until"), q.get("entity"), q.get("cursor"))
             limit = _limit(q.get("limit"))
         except ValueError as e:
             return _error(400, str(e))
-        ctype = "text/csv" if fmt == "csv" else "application/json"
+        ctype = CONTENT_TYPES[fmt]
+        # json and csv by name; Atom and CODF built for this request (monitor/feeds.py).
+        render = feed_renderer(fmt, request, config() if config is not None else None)
         now = time.time()
         if limit is not None:
             try:
-                body, nxt = await store.render_page(query, limit, fmt, now)
+                body, nxt = await store.render_page(query, limit, render, now)
             except StoreError as e:
                 return _error(503, str(e))
             headers = {}
@@ -149,7 +155,7 @@ def make_app(
             return web.Response(text=body, content_type=ctype, headers=headers)
         # No limit: everything, in chunks read and rendered off the loop as the client takes
         # them (the old contract: the whole list in one body).
-        chunks = store.render_all(query, fmt, now)
+        chunks = store.render_all(query, render, now)
         try:
             first = await anext(chunks)
         except StoreError as e:
@@ -183,6 +189,9 @@ def make_app(
 
     app.router.add_get("/api/v1/outages", outages)
     # `.+`: an id is matched whole, even one holding an (escaped) slash: a 404 in JSON.
+    # .../annotations (GET; POST: 403 unless the config names a token file): before the
+    # event's route, whose `.+` would take them (monitor/annotations_web.py).
+    add_annotation_routes(app, store, config)
     app.router.add_get("/api/v1/outages/{id:.+}", outage)
     return app
 

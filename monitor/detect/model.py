@@ -8,6 +8,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from monitor.annotations import Annotations
 from monitor.detect.evidence import Evidence
 from monitor.detect.times import JSON, iso, iso_or_none, parse_time
 from monitor.probes.base import Target
@@ -77,6 +78,8 @@ class EventRecord:
     end: float | None
     signals: JSON = field(default_factory=dict)
     evidence: Evidence = field(default_factory=Evidence)
+    # What people added (monitor/annotations.py); stored apart, the detector never sets it.
+    annotations: Annotations | None = None
 
     @property
     def open(self) -> bool:
@@ -99,7 +102,7 @@ class EventRecord:
 
     def to_api(self, now: float | None = None) -> JSON:
         """The `/api/v1/outages` shape; `duration_seconds` of an open event runs to `now`."""
-        return {
+        doc: JSON = {
             "id": self.id,
             "entity": self.entity,
             "kind": self.kind.value,
@@ -109,6 +112,9 @@ class EventRecord:
             "signals": self.signals,
             "evidence": self.evidence.to_json(),
         }
+        if self.annotations is not None:  # absent until someone annotates the event
+            doc["annotations"] = self.annotations.to_json()
+        return doc
 
 
 # --- changes reported by the detector -------------------------------------------------------

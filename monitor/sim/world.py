@@ -1292,6 +1292,23 @@ class World:
 
         return self._fault("host_up", {"address": address}, apply)
 
+    def move_host(self, old: str, new: str) -> FaultRecord:
+        """A host renumbered inside its block: `old` goes silent (as `host_down`) and `new`,
+        an address of the same block that did not answer, answers ICMP from now on (for
+        discovery: a census finds it with no change to the daemon's config)."""
+        if old not in self.hosts:
+            raise KeyError(f"{old} is not an answering host")
+        if new in self.hosts or self._block_of(new) != self._block_of(old):
+            raise ValueError(f"{new} must be a silent address of {old}'s block")
+
+        def apply() -> None:
+            self._set_host(old, False)
+            self._faults.hosts_gone.add(old)
+            netns.ip_batch(self.ns["dprk"], [f"addr add {new}/32 dev lo"])
+            self.hosts[new] = self.hosts[old]
+
+        return self._fault("move_host", {"old": old, "new": new}, apply)
+
     def schedule_host(
         self, address: str, up: float, down: float, offset: float = 0.0
     ) -> FaultRecord:

@@ -98,8 +98,8 @@ INVALID = [
     ),
     (
         "bogus: 1\n" + MINIMAL,
-        "c.yaml:1: bogus: unknown key (allowed: bgp, controls, detection, entities, listen, "
-        "log_level, probing, state_dir, upstreams)",
+        "c.yaml:1: bogus: unknown key (allowed: api, bgp, controls, detection, discovery, "
+        "entities, grafana_url, history, listen, log_level, notify, probing, state_dir, upstreams)",
     ),
     (
         "probing:\n  interval: 30\n" + MINIMAL,

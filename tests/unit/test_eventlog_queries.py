@@ -282,7 +282,7 @@ def test_schema_1_log_is_migrated_in_place(tmp_path: Path) -> None:
     assert [e.id for e in store.records(since=T0 + 100, limit=10)] == ["a", "b"]
     store.close()
     conn = sqlite3.connect(tmp_path / FILENAME)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     indexes = dict(
         conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
@@ -298,13 +298,13 @@ def test_newer_schema_is_refused_and_not_written(tmp_path: Path) -> None:
     """A log whose user_version is above SCHEMA_VERSION is refused with a message saying so,
     by the daemon's store and by the read-only one, and left as it was."""
     conn = sqlite3.connect(tmp_path / FILENAME)
-    conn.executescript("CREATE TABLE events (id TEXT PRIMARY KEY); PRAGMA user_version=3;")
+    conn.executescript("CREATE TABLE events (id TEXT PRIMARY KEY); PRAGMA user_version=4;")
     conn.close()
     before = (tmp_path / FILENAME).read_bytes()
     with pytest.raises(
         SchemaError,
-        match=r"newer dprk-monitor \(event log schema 3, this "
-        r"version reads up to 2\)",
+        match=r"newer dprk-monitor \(event log schema 4, this "
+        r"version reads up to 3\)",
     ):
         EventStore(tmp_path)
     ro = EventStore(tmp_path, readonly=True)

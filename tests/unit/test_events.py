@@ -174,6 +174,7 @@ def test_csv_json_and_table_rendering(tmp_path: Path) -> None:
         "duration_seconds",
         "signals",
         "evidence",
+        "annotations",
     ]
     assert rows[0]["end"] == "2023-11-14T23:15:25Z" and rows[1]["end"] == ""
     assert json.loads(rows[0]["evidence"]) == event().evidence.to_json()
