@@ -125,6 +125,7 @@ async def test_daemon_probes_and_reports_hysteresis(
                 >= 4
                 and (value(m, "dprk_monitor_probes_total", entity="_controls", kind="tcp") or 0)
                 >= 2
+                and (value(m, "dprk_monitor_probe_rtt_seconds_count", **loop_tcp) or 0) >= 2
                 and value(m, "dprk_monitor_target_up", **open_up) == 1
             ),
             "two rounds of every target",
