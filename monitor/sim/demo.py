@@ -6,16 +6,22 @@ daemon in the vantage namespace with a short interval, then plays the outage as 
 2025-06-06/07: DNS first, then the web sites, then every route via China Unicom and TransTelecom
 withdrawn, then the routes come back and the servers with them. A timeline of the faults and of
 the daemon's metrics (`target_up`, `entity_state`, `outage_active`, `vantage_healthy`) is printed
-as it happens; at the end the daemon's outage log, when its API has one. Everything is torn down
-on exit, Ctrl-C included.
+as it happens; at the end the daemon's outage log, when its API has one, and the address of the
+event's page. With `--keep SECONDS` the world and the daemon stay up that long afterwards and the
+daemon's pages are served on the host's loopback (`--port`, default 9475) by a small forwarder
+into the vantage namespace, so a browser on this machine can open the status and event pages.
+Everything is torn down on exit, Ctrl-C included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
+import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TextIO
@@ -48,6 +54,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="seconds between two steps of the replay (default: 6 intervals)",
+    )
+    p.add_argument(
+        "--keep",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after the replay, keep the world up this long and serve the daemon's pages on "
+        "the host's loopback (see --port); Ctrl-C ends it",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=9475,
+        help="host loopback port for --keep (default 9475)",
     )
     p.add_argument(
         "--realistic",
@@ -176,7 +196,17 @@ def run_demo(
                         f"[{when}] {what}",
                     )
                     _watch(daemon, tl, phase)
-                _report(daemon, out)
+                ids = _report(daemon, out)
+                keep = float(getattr(args, "keep", 0.0) or 0.0)
+                port = int(getattr(args, "port", 9475))
+                if keep > 0:
+                    _serve_pages(world.vantages[0], daemon.listen, port, keep, ids, out)
+                elif ids:
+                    print(
+                        f"event page: http://{daemon.listen}/outages/{ids[0]} inside "
+                        f"{world.vantages[0]} (run with --keep 600 to open it from this host)",
+                        file=out,
+                    )
             finally:
                 daemon.stop()
                 print("tearing the world down", file=out)
@@ -201,8 +231,9 @@ def _watch(daemon: object, tl: Timeline, seconds: float) -> None:
         time.sleep(0.5)
 
 
-def _report(daemon: object, out: TextIO) -> None:
-    """The outage log as the daemon recorded it: a table, then each event's story."""
+def _report(daemon: object, out: TextIO) -> list[str]:
+    """The outage log as the daemon recorded it: a table, then each event's story. Returns the
+    ids of the events, the longest first (the one worth opening)."""
     from monitor.events import render_table
     from monitor.sim.daemonproc import DaemonError, DaemonProcess
 
@@ -211,10 +242,10 @@ def _report(daemon: object, out: TextIO) -> None:
         events = daemon.outages()
     except (DaemonError, ValueError) as e:
         print(f"outage log: unavailable ({e})", file=out)
-        return
+        return []
     if events is None:
         print("outage log: not provided by this daemon version", file=out)
-        return
+        return []
     print("--- outage log (GET /api/v1/outages, also `dprk-monitor outages`) ---", file=out)
     out.write(render_table(events))
     for ev in events:
@@ -224,3 +255,57 @@ def _report(daemon: object, out: TextIO) -> None:
         order = ", ".join(ev["evidence"].get("failure_order", []))
         print(f"{ev['entity']} {ev['kind']}: {phases}; failed first: {order or '-'}", file=out)
     print("full JSON with evidence: /api/v1/outages", file=out)
+    longest = sorted(events, key=lambda e: -float(e.get("duration_seconds") or 0.0))
+    return [str(e["id"]) for e in longest]
+
+
+def _serve_pages(
+    ns: str, listen: str, port: int, seconds: float, ids: list[str], out: TextIO
+) -> None:
+    """Forward 127.0.0.1:`port` on the host to the daemon's `listen` inside `ns` for `seconds`.
+    Loopback to loopback: nothing leaves the machine, and the world stays isolated (each
+    connection is made from a thread that entered the namespace)."""
+    from monitor.sim import netns
+
+    host, _, dport = listen.rpartition(":")
+    srv = socket.create_server(("127.0.0.1", port))
+    srv.settimeout(0.5)
+
+    def pump(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_WR)
+
+    def handle(client: socket.socket) -> None:
+        try:
+            upstream = netns.call_in(
+                ns, lambda: socket.create_connection((host, int(dport)), timeout=5), timeout=10
+            )
+        except (OSError, TimeoutError):
+            client.close()
+            return
+        upstream.settimeout(None)
+        t = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        t.start()
+        pump(client, upstream)
+        t.join(30)
+        client.close()
+        upstream.close()
+
+    base = f"http://127.0.0.1:{port}"
+    print(f"status page: {base}/", file=out)
+    if ids:
+        print(f"event page:  {base}/outages/{ids[0]}", file=out)
+    print(f"serving for {seconds:g} s (Ctrl-C to end)", file=out, flush=True)
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            try:
+                client, _ = srv.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=handle, args=(client,), daemon=True).start()
+    finally:
+        srv.close()

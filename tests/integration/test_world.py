@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -484,3 +486,47 @@ def test_demo_replays_the_june_2025_blackout_and_cleans_up(daemon_ok: None) -> N
     m = re.search(r"^world (dom\d+-\d+) ", text, re.M)
     assert m, text
     assert not [n for n in netns.ours() if n.startswith(m.group(1) + "-")]
+
+
+def test_demo_keep_serves_the_event_page_on_the_host_loopback(daemon_ok: None) -> None:
+    """`demo --keep` ends with the event page's address and serves the daemon's pages on the
+    host's 127.0.0.1 (a forwarder into the vantage namespace) until the time is up."""
+    import threading
+    import urllib.request
+
+    from monitor.sim.demo import run_demo
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = io.StringIO()
+    rc: list[int] = []
+    t = threading.Thread(
+        target=lambda: rc.append(
+            run_demo(
+                ["--interval", "1s", "--phase", "4", "--keep", "30", "--port", str(port)], out=out
+            )
+        ),
+        daemon=True,
+    )
+    t.start()
+    deadline = time.monotonic() + 180
+    url = None
+    while time.monotonic() < deadline and url is None and t.is_alive():
+        m = re.search(
+            r"^event page:\s+(http://127\.0\.0\.1:\d+/outages/\S+)$", out.getvalue(), re.M
+        )
+        url = m.group(1) if m else None
+        time.sleep(0.5)
+    assert url is not None and url.startswith(f"http://127.0.0.1:{port}/outages/"), out.getvalue()
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        page = resp.read().decode()
+        assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
+    event_id = url.rsplit("/", 1)[1]
+    assert event_id in page and "blackout" in page
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{port}/api/v1/outages/{event_id}", timeout=10
+    ) as r:
+        assert json.loads(r.read())["id"] == event_id
+    t.join(60)
+    assert rc == [0] and not t.is_alive()
