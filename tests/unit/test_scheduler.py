@@ -214,7 +214,21 @@ async def test_controls_have_their_own_budget(vclock: None) -> None:
     prober, sink = FakeProber(), Sink()
     sched = make(prober, sink, entries, interval=1.0, max_rate=10)
     await run_for(sched, 2.2)
-    assert sum(1 for _, k in prober.sent if k == ctl.key) >= 2
+    ctl_times = [t for t, k in prober.sent if k == ctl.key]
+    ent_times = sorted(t for t, k in prober.sent if k != ctl.key)
+    assert len(ctl_times) >= 2
+
+    # Their own budget, not a share of the entities': some one-second window holds a control
+    # probe AND a full max_rate of entity probes (with one shared limiter it would hold at most
+    # max_rate in all, so at most 9 entity probes beside the control).
+    def entity_probes_beside(tc: float) -> int:
+        return max(
+            sum(1 for t in ent_times if w <= t < w + 1.0)
+            for w in [x for x in ent_times if x <= tc < x + 1.0] + [tc]
+        )
+
+    assert max_in_any_window(ent_times) <= 10
+    assert max(entity_probes_beside(tc) for tc in ctl_times) == 10
 
 
 @virtual_test
