@@ -126,6 +126,8 @@ class Pages:
             read[step] = (since, samples)
             got[key] = samples
             last = newest if last is None or (newest is not None and newest.t > last.t) else last
+        if last is not None and last.t <= now - render.DAY - last.step:
+            last = None  # the block beliefs shown are the last day's, as the day's strip
         return render.Timelines(got["day"], got["week"], last=last)
 
     def event_samples(
