@@ -1191,6 +1191,9 @@ class Detector:
                 if self.params.merge_gap <= 0:
                     return self._close(e, ev)
                 return [EventUpdated(self._record(e, ev), ev.kind)]
+            # Blocks whose belief was still settling when the entity turned up come back
+            # during the merge gap: their return times belong to the event's evidence.
+            self._track(e, ev, issues, signals)
             if now - ev.closing_since >= self.params.merge_gap:
                 return self._close(e, ev)
             return []

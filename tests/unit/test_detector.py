@@ -997,3 +997,17 @@ def test_hours_of_realistic_paths_open_nothing(seed: int) -> None:
         sim = Sim(every_20_minutes(congested(seed, at(1200), at(1500))), **DEFAULTS, **kw)  # type: ignore[arg-type]
         sim.run_until(at(7200))
         assert sim.log.opened() == [], [(e.kind, e.start - T0) for e in sim.log.opened()]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_block_lost_in_a_blackout_has_its_return_time_when_closed(seed: int) -> None:
+    """The closed event records when each lost /24 came back, also the blocks whose belief was
+    still settling when the entity turned up (they come back within the merge gap)."""
+    sim = run(World(seed=seed, blackout=[(at(600), at(1200))]), 1500)
+    _, closed = one_event(sim.log)
+    blocks = closed.evidence.to_json()["blocks"]
+    assert len(blocks) == 4
+    for b in blocks:
+        assert b["recovered"] is not None, blocks
+        back = parse_time(b["recovered"])
+        assert at(1200) <= back <= closed.end + DetectionParams().merge_gap  # type: ignore[operator]
