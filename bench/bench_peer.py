@@ -32,6 +32,7 @@ import datetime as dt
 import functools
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,7 @@ LOSS = 0.3
 WAIT_FLAG = 300.0  # a tool that has not flagged (or cleared) by then missed
 HOLD_DOWN = 60.0  # blackout held this long after both tools flagged every entity
 TAIL = 60.0  # watched after both cleared: relapses count as false
+PHASE = 15.0  # Prometheus' scrape and evaluation interval
 
 
 # -- the worker (one world, both tools) ----------------------------------------------------
@@ -185,6 +187,10 @@ def worker(scenario: str, minutes: float) -> dict[str, Any]:
             out["t0"], out["started"] = t0, started
 
             if scenario in MODES:
+                # The fault and the repair each at a random phase of Prometheus' 15 s scrape and
+                # evaluation cycle: its start and the warm-up's end are tied to that cycle, and
+                # HOLD_DOWN is a whole number of cycles after an evaluation.
+                time.sleep(random.uniform(0, PHASE))
                 fault = w.blackout(MODES[scenario])
                 out["fault_at"] = fault.at
 
@@ -196,7 +202,7 @@ def worker(scenario: str, minutes: float) -> dict[str, Any]:
 
                 wait_for(flagged([HEADLINE]), WAIT_FLAG)
                 wait_for(flagged(entities), 90)
-                time.sleep(HOLD_DOWN)
+                time.sleep(HOLD_DOWN + random.uniform(0, PHASE))
                 rep = w.repair_blackout()
                 out["repair_at"] = rep.at
                 wait_for(
@@ -523,7 +529,9 @@ def render(
         f"- *blackout_silent*: {WHAT['blackout_silent']}; *blackout_unreachable*: "
         f"{WHAT['blackout_unreachable']} (rate-limited); every DPRK entity goes dark. The "
         f"headline entity is {HEADLINE} (four /24s); {' and '.join(small)} are one /24 with "
-        "three addresses each.",
+        "three addresses each. The fault comes at a random point of Prometheus' 15 s cycle "
+        f"after both tools are settled, the repair {HOLD_DOWN:.0f}-{HOLD_DOWN + PHASE:.0f} s "
+        "after both flagged every entity.",
         "",
         f"| scenario | tool | runs ok | flagged {HEADLINE} | flagged {', '.join(small)} "
         f"| cleared {HEADLINE} | cleared {', '.join(small)} | false |",
@@ -628,7 +636,12 @@ def render(
                     f"{k} {share('daemon', k)} / {share('prom', k)}"
                     for k in ("icmp", "tcp", "http", "dns")
                 )
-                + "."
+                + ". The daemon's TCP connects (TCP probes and HTTP) give up after 0.95 s "
+                "(`SYN_LIMIT` in monitor/probes/tcp.py: no kernel SYN resend, which the rate "
+                "limiter would not see; a lost SYN is retried by the re-probes), the exporter's "
+                "wait for the 3 s timeout with the kernel's resend at 1 s: so every lost SYN "
+                "and every handshake slower than 0.95 s (the Unicom path's ~750 ms RTT at x2.5, "
+                "with jitter) is a failure for the daemon and often not for the exporter."
             ),
         ]
     lines += ["", *reading(by)]
@@ -790,7 +803,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = BENCH / "results" / f"peer-{int(t0)}.json"
     raw.write_text(
         json.dumps(
-            {"args": vars(args), "machine": info, "meta": meta, "results": results}, indent=1
+            {"args": vars(args), "machine": info, "meta": meta, "results": results},
+            separators=(",", ":"),
         ),
         encoding="utf-8",
     )
