@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import queue
@@ -43,6 +44,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from monitor.detect.model import State
 from monitor.detect.times import iso
 from monitor.history.point import HistoryPoint
 from monitor.history.sampler import bucket, choose_step, downsample, regroup
@@ -62,6 +64,11 @@ MAX_POINTS = 2000  # an automatic step answers a range in at most this many poin
 MAX_ASKED_POINTS = 5000
 PRUNE_EVERY = 60.0  # seconds between retention passes
 PRUNE_CHUNK = 5000  # points deleted per statement (one transaction each)
+# Serving: the answer is read and encoded in pieces of this many points with a real sleep
+# between (a sleep hands the GIL to the waiting loop; `sleep(0)` need not): a reader thread
+# never holds the GIL for long, and a piece's few objects die young (no full collections).
+API_CHUNK = 100
+BREATHE = 0.001
 
 T = TypeVar("T")
 
@@ -148,6 +155,109 @@ def _keys(text: object) -> list[list[str]]:
     if not isinstance(keys, list) or len(keys) != 5 or not all(isinstance(k, list) for k in keys):
         raise ValueError("layout: not five key lists")
     return keys
+
+
+_STATES = frozenset(s.value for s in State)
+_END_OF_TIME = 253_402_300_800  # 10000-01-01: `iso` cannot name it
+
+
+def _template(keys: list[list[str]]) -> str | None:
+    """The `%` template of the API's JSON of a point (`HistoryPoint.to_api`, compact) of this
+    layout, the values left as `%s` (a float's str is its repr, as json writes it); None when
+    the keys are not the writer's (a key not a string, or twice in a list: the dict would
+    keep one), and the validated path serves the layout's rows."""
+    if not all(type(k) is str for ks in keys for k in ks) or any(
+        len(set(ks)) != len(ks) for ks in keys
+    ):
+        return None
+
+    def obj(ks: list[str]) -> str:
+        return "{" + ",".join(json.dumps(k).replace("%", "%%") + ":%s" for k in ks) + "}"
+
+    targets, up, answered, blocks, bgp = map(obj, keys)
+    return (
+        f'{{"t":"%s","state":"%s","targets":{targets},"up":{up},"answered":{answered},'
+        f'"loss":%s,"rtt_median":%s,"blocks":{blocks},"bgp":{bgp},"vantage_healthy":%s}}'
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _day(d: int) -> str:
+    return iso(d * 86_400)[: -len("T00:00:00Z")]
+
+
+def _iso_seconds(t: int) -> str:
+    """`iso(t)` for whole seconds, without a datetime per point (the day's part is kept)."""
+    d, s = divmod(t, 86_400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{_day(d)}T{h:02d}:{m:02d}:{s:02d}Z"
+
+
+def _api_json(t: object, keys: list[list[str]], template: str, data: object) -> str | None:
+    """The API's JSON of a stored row (as `json.dumps(_point(...).to_api())`), straight from
+    its values with its layout's `_template`: no validated point, no dicts, no encoder. None
+    unless the row is exactly what the writer writes (counts ints, ratios and seconds floats,
+    all in range: `from_json`'s checks reduced to the writer's shapes); `_point` then decides,
+    serving the row the same or refusing it."""
+    if type(t) is not int or not 0 <= t < _END_OF_TIME or type(data) is not str:
+        return None
+    try:
+        vals = _DECODER.decode(data)
+    except ValueError:
+        return None
+    if type(vals) is not list or len(vals) != 9:
+        return None
+    state, loss, rtt, vh, *maps = vals
+    if type(state) is not str or state not in _STATES or type(vh) is not int or vh not in (0, 1):
+        return None
+    if loss is None:
+        loss = "null"
+    elif type(loss) is not float or not 0.0 <= loss <= 1.0:
+        return None
+    if rtt is None:
+        rtt = "null"
+    elif type(rtt) is not float or not 0.0 <= rtt < math.inf:
+        return None
+    for i, (k, v) in enumerate(zip(keys, maps, strict=True)):
+        if type(v) is not list or len(v) != len(k):
+            return None
+        if i < 3:  # counts
+            for n in v:
+                if type(n) is not int or n < 0:
+                    return None
+        else:  # ratios
+            for r in v:
+                if type(r) is not float or not 0.0 <= r <= 1.0:
+                    return None
+    targets, up, answered, blocks, bgp = maps
+    return template % (
+        _iso_seconds(t),
+        state,
+        *targets,
+        *up,
+        *answered,
+        loss,
+        rtt,
+        *blocks,
+        *bgp,
+        "true" if vh else "false",
+    )
+
+
+def _layout_of(
+    conn: sqlite3.Connection, lid: object, cache: dict[object, tuple[list[list[str]], str | None]]
+) -> tuple[list[list[str]], str | None]:
+    """A layout's keys and its `_template`, read once per query; ValueError when it is
+    missing or not a layout."""
+    got = cache.get(lid)
+    if got is None:
+        row = conn.execute("SELECT keys FROM layouts WHERE id = ?", (lid,)).fetchone()
+        if row is None:
+            raise ValueError(f"layout {lid!r}: missing")
+        keys = _keys(row[0])
+        got = cache[lid] = (keys, _template(keys))
+    return got
 
 
 # --- connections ---------------------------------------------------------------------------
@@ -515,25 +625,26 @@ class HistoryStore:
         lo: int,
         hi: int | None,
     ) -> list[HistoryPoint]:
+        layouts: dict[object, tuple[list[list[str]], str | None]] = {}
+        out = []
+        for t, lid, data in self._rows(conn, sid, step, lo, hi):
+            try:
+                keys = _layout_of(conn, lid, layouts)[0]
+                out.append(_point(entity, step, t, keys, data))
+            except (ValueError, TypeError, OverflowError) as e:
+                self._corrupt((sid, step, t if isinstance(t, int) else -1), str(e))
+        return out
+
+    @staticmethod
+    def _rows(
+        conn: sqlite3.Connection, sid: int, step: int, lo: int, hi: int | None
+    ) -> sqlite3.Cursor:
         sql = "SELECT t, layout, data FROM points WHERE series = ? AND step = ? AND t >= ?"
         args: tuple[object, ...] = (sid, step, lo)
         if hi is not None:
             sql += " AND t <= ?"
             args += (hi,)
-        layouts: dict[int, list[list[str]]] = {}
-        out = []
-        for t, lid, data in conn.execute(sql + " ORDER BY t", args):
-            try:
-                keys = layouts.get(lid)
-                if keys is None:
-                    row = conn.execute("SELECT keys FROM layouts WHERE id = ?", (lid,)).fetchone()
-                    if row is None:
-                        raise ValueError(f"layout {lid!r}: missing")
-                    keys = layouts[lid] = _keys(row[0])
-                out.append(_point(entity, step, t, keys, data))
-            except (ValueError, TypeError) as e:
-                self._corrupt((sid, step, t if isinstance(t, int) else -1), str(e))
-        return out
+        return conn.execute(sql + " ORDER BY t", args)
 
     def _read(
         self, conn: sqlite3.Connection, sid: int, entity: str, i: int, lo: int, hi: int
@@ -619,14 +730,72 @@ class HistoryStore:
         def work() -> bytes | None:
             if not known and entity not in self.entities():
                 return None
-            st = self.resolve_step(since, until, step, self.clock())
-            points = self._query(entity, since, until, st)
-            head = {"entity": entity, "step_seconds": st, "since": iso(since), "until": iso(until)}
-            # Point by point: one json.dumps of 5,000 points would hold the GIL (and stall
-            # the loop) for as long as it takes; short calls let the loop in between.
-            body = ",".join(json.dumps(p.to_api(), separators=(",", ":")) for p in points)
-            return (
-                json.dumps(head, separators=(",", ":"))[:-1] + ',"points":[' + body + "]}"
-            ).encode()
+            return self.render(
+                entity, since, until, self.resolve_step(since, until, step, self.clock())
+            )
 
         return await self._off_loop(work)
+
+    def render(self, entity: str, since: float, until: float, st: int) -> bytes:
+        """The `GET /api/v1/history` body of `query(entity, since, until, st)`: the same points
+        (a corrupt row skipped and counted alike), encoded from the stored rows without
+        building validated points (`_api_json`), in pieces of `API_CHUNK` points with a
+        `BREATHE` between. Not on the loop. Raises HistoryError when it cannot read."""
+        head = {"entity": entity, "step_seconds": st, "since": iso(since), "until": iso(until)}
+        pieces: list[str] = []
+        try:
+            conn = self._reader()
+            row = None
+            if conn is not None:
+                row = conn.execute("SELECT id FROM series WHERE entity = ?", (entity,)).fetchone()
+            if conn is not None and row is not None:
+                self._encode(conn, row[0], entity, self.steps.index(st), since, until, pieces)
+        except sqlite3.Error as e:
+            raise HistoryError(f"cannot read {self.path}: {e}") from None
+        return (
+            json.dumps(head, separators=(",", ":"))[:-1] + ',"points":[' + ",".join(pieces) + "]}"
+        ).encode()
+
+    def _encode(
+        self,
+        conn: sqlite3.Connection,
+        sid: int,
+        entity: str,
+        i: int,
+        since: float,
+        until: float,
+        pieces: list[str],
+    ) -> None:
+        """`_query`'s points as JSON pieces: tier `i`'s rows, then (a coarse tier) the buckets
+        not yet aggregated, from the finer tier as `_read` does."""
+        st, lo, hi = self.steps[i], int(since), int(until)
+        layouts: dict[object, tuple[list[list[str]], str | None]] = {}
+        last: float | None = None  # the last point read: the finer tier completes after it
+        rows = self._rows(conn, sid, st, bucket(lo, st), hi)
+        while chunk := rows.fetchmany(API_CHUNK):
+            out: list[str] = []
+            for t, lid, data in chunk:
+                try:
+                    keys, template = _layout_of(conn, lid, layouts)
+                    doc = None if template is None else _api_json(t, keys, template, data)
+                    if doc is None:  # not the writer's plain row: decide the validated way
+                        p = _point(entity, st, t, keys, data)
+                        t, doc = p.t, json.dumps(p.to_api(), separators=(",", ":"))
+                except (ValueError, TypeError, OverflowError, OSError) as e:  # OSError: `iso`
+                    self._corrupt((sid, st, t if isinstance(t, int) else -1), str(e))
+                    continue
+                last = t
+                if since - st < t <= until:
+                    out.append(doc)
+            if out:
+                pieces.append(",".join(out))
+            time.sleep(BREATHE)
+        if i > 0:
+            tail = int(last) + st if last is not None else bucket(lo, st)
+            if tail <= hi:
+                finer = regroup(self._read(conn, sid, entity, i - 1, tail, hi), st)
+                pieces += [
+                    json.dumps(p.to_api(), separators=(",", ":"))
+                    for p in finer
+                    if since - st < p.t <= until
+                ]

@@ -180,13 +180,13 @@ async def test_history_is_read_off_the_loop(
     client, rec = served
     assert rec.store is not None
     threads: list[threading.Thread] = []
-    real = rec.store._query
+    real = rec.store._reader
 
     def spy(*a: Any, **kw: Any) -> Any:
         threads.append(threading.current_thread())
         return real(*a, **kw)
 
-    rec.store._query = spy  # type: ignore[method-assign]
+    rec.store._reader = spy  # type: ignore[method-assign]
     r = await client.get("/api/v1/history", params={"entity": "star-jv"})
     assert r.status == 200
     assert threads and threading.main_thread() not in threads

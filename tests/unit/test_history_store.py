@@ -14,10 +14,13 @@ import textwrap
 import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import monitor.history.store as store_module
 from monitor.detect.model import State
+from monitor.detect.times import iso
 from monitor.history.point import HistoryPoint
 from monitor.history.store import (
     FILENAME,
@@ -289,3 +292,78 @@ def test_a_stuck_writer_never_blocks_add(store: HistoryStore) -> None:
     release.set()
     assert store.flush()
     assert store.written == QUEUE_BATCHES + 1
+
+
+def validated_body(
+    store: HistoryStore, entity: str, since: float, until: float, step: int
+) -> bytes:
+    """The API's body as it was built before the fast path: validated points, one by one."""
+    head = {"entity": entity, "step_seconds": step, "since": iso(since), "until": iso(until)}
+    points = store.query(entity, since, until, step)
+    body = ",".join(json.dumps(p.to_api(), separators=(",", ":")) for p in points)
+    return (json.dumps(head, separators=(",", ":"))[:-1] + ',"points":[' + body + "]}").encode()
+
+
+def test_the_api_fast_path_answers_as_the_validated_points(
+    store: HistoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`render` (rows straight to JSON) gives the validated path's bytes at every tier, odd but
+    readable rows served alike, corrupt ones skipped and counted, a huge number too."""
+    fill(store, 100, down={13, 14})
+    row = stored(tmp_path, 10)[0][1]
+    assert row.startswith('["up",0.013,0.312456,1,') and row.endswith(",[1.0]]")
+    edits = {
+        10: "not json",  # skipped
+        20: "[1,2]",  # skipped
+        40: row.replace("0.013", "0", 1),  # an int loss: served as 0.0
+        50: row.replace("0.312456", "1" + "0" * 400),  # too big for a float: skipped
+        60: row.replace(",1,[", ",true,[", 1),  # served
+        70: row.replace("0.9987", "NaN", 1),  # skipped
+        80: row.replace("[27,", "[-1,", 1),  # skipped
+        90: row.replace('"up"', '"sideways"', 1),  # skipped
+        100: row.replace("[1.0]]", "[1]]"),  # an int ratio: served as 1.0
+    }
+    with sqlite3.connect(tmp_path / FILENAME) as c:
+        for dt, data in edits.items():
+            c.execute("UPDATE points SET data = ? WHERE step = 10 AND t = ?", (data, T0 + dt))
+        c.execute("UPDATE points SET layout = 999 WHERE step = 10 AND t = ?", (T0 + 30,))
+        keys = json.loads(c.execute("SELECT keys FROM layouts").fetchone()[0])
+        for lid, k in ((500, [*keys[:4], [176]]), (501, [["icmp"] * 4, *keys[1:]])):
+            c.execute("INSERT INTO layouts (id, keys) VALUES (?, ?)", (lid, json.dumps(k)))
+        c.execute("UPDATE points SET layout = 500 WHERE step = 10 AND t = ?", (T0 + 110,))
+        c.execute("UPDATE points SET layout = 501 WHERE step = 10 AND t = ?", (T0 + 120,))
+    validated = 0
+    real = store_module._point
+
+    def counted(*a: Any) -> HistoryPoint:
+        nonlocal validated
+        validated += 1
+        return real(*a)
+
+    monkeypatch.setattr(store_module, "_point", counted)
+    body = store.render("star-jv", T0, T0 + 990, 10)
+    assert store.corrupt_rows == 7
+    assert validated == 11, "only the rows that are not the writer's are validated"
+    monkeypatch.setattr(store_module, "_point", real)
+    assert body == validated_body(store, "star-jv", T0, T0 + 990, 10)
+    assert store.corrupt_rows == 7
+    doc = json.loads(body)
+    assert len(doc["points"]) == 100 - 7
+    by_t = {p["t"]: p for p in doc["points"]}
+    assert by_t[iso(T0 + 40)]["loss"] == 0.0 and by_t[iso(T0 + 100)]["bgp"] == {
+        "175.45.176.0/22": 1.0
+    }
+    assert by_t[iso(T0 + 110)]["bgp"] == {"176": 1.0}
+    assert [by_t[iso(T0 + dt)]["state"] for dt in (0, 130, 140, 150)] == [
+        "up",
+        "down",
+        "down",
+        "up",
+    ]
+    for since, until, step in ((T0, T0 + 990, 60), (T0, T0 + 990, 600), (T0 + 5, T0 + 595, 60)):
+        assert store.render("star-jv", since, until, step) == validated_body(
+            store, "star-jv", since, until, step
+        )
+    assert store.render("nobody", T0, T0 + 990, 10) == validated_body(
+        store, "nobody", T0, T0 + 990, 10
+    )
