@@ -16,8 +16,11 @@ the daemon keeps probing.
 
 Reading runs in reader threads, each with its own read-only connection (`query`, from any
 thread; `render_async` from the loop). A row that cannot be read is skipped, logged once and
-counted (`corrupt_rows`). A database written by a newer schema is refused (`SchemaError`),
-never written.
+counted (`corrupt_rows`). The API's body (`render`) is made from the rows without building
+points (each layout a JSON template; a row that is not plainly the writer's is decided by
+the validated path), in short pieces with a sleep between: a reader never holds the GIL for
+long (bench/bench_history.py). A database written by a newer schema is refused
+(`SchemaError`), never written.
 
 Rows: `series` names each entity once; `layouts` holds the key lists of a point (kinds, blocks,
 prefixes), which change only with the configuration; a point's row is its values as a compact
