@@ -99,6 +99,10 @@ _BATCH: Final = 4096  # packets per reader call, so one busy socket cannot starv
 _SLACK: Final = 0.005  # the sweeper may fire this late, to coalesce wake-ups
 _TOKENS: Final = 8 * 8192  # bytes of urandom fetched at once for the per-probe tokens
 _EXPIRED_MAX: Final = 65536  # timed-out probes remembered, to count their late replies
+# ... and for how long after their timeout (s). Only for the `late`/`stray` counters: a reply
+# later than this is counted as stray. Without it the table filled up to _EXPIRED_MAX (~20 MiB)
+# over hours of outages and stayed there: the daemon's RSS grew ~10 MiB/h in a soak.
+_LATE_FOR: Final = 30.0
 _ADDR_CACHE_MAX: Final = 1 << 17
 
 # type(8) code(8) checksum(16) identifier(16) sequence(16) token(64); types packed as one word.
@@ -201,7 +205,10 @@ class IcmpProber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: dict[tuple[str, int], _Rec] = {}
         self._by_token: dict[bytes, _Rec] = {}  # only to classify unmatched replies
-        self._expired: collections.OrderedDict[tuple[str, int], bytes] = collections.OrderedDict()
+        # Timed-out probes: key -> (token, when it timed out), oldest first (see _LATE_FOR).
+        self._expired: collections.OrderedDict[tuple[str, int], tuple[bytes, float]] = (
+            collections.OrderedDict()
+        )
         self._queues: dict[float, collections.deque[_Rec]] = {}
         self._sweep_at = float("inf")
         self._sweep_handle: asyncio.TimerHandle | None = None
@@ -512,7 +519,7 @@ class IcmpProber:
         rec = self._by_token.get(token)
         if rec is not None:
             self.ignored["wrong_source" if rec[_KEY][0] != key[0] else "spoofed"] += 1
-        elif self._expired.get(key) == token:
+        elif (gone := self._expired.get(key)) is not None and gone[0] == token:
             self.ignored["late"] += 1
         else:
             self.ignored["stray"] += 1
@@ -758,6 +765,9 @@ class IcmpProber:
         now = _monotonic()
         inflight = self._inflight
         expired = self._expired
+        cut = now - _LATE_FOR
+        while expired and next(iter(expired.values()))[1] < cut:
+            expired.popitem(last=False)
         nxt = float("inf")
         for timeout, queue in list(self._queues.items()):
             while queue:
@@ -772,7 +782,8 @@ class IcmpProber:
                 self._by_token.pop(rec[_TOKEN], None)
                 if len(expired) >= _EXPIRED_MAX:
                     expired.popitem(last=False)
-                expired[key] = rec[_TOKEN]
+                expired.pop(key, None)  # a reused sequence: to the end, to keep time order
+                expired[key] = (rec[_TOKEN], now)
                 self._deliver(
                     rec[_CB],
                     ProbeResult.failure(

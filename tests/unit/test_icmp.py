@@ -442,6 +442,41 @@ def test_reply_after_timeout_is_counted_late() -> None:
     run_in_netns(body, setup=quiet_kernel)
 
 
+def test_timed_out_probes_are_remembered_for_a_while_not_forever() -> None:
+    """Timed-out probes (kept to tell late replies) are forgotten once long past: rounds of
+    timeouts minutes apart leave only the latest round's, not every timeout since start."""
+
+    async def body() -> list[int]:
+        import monitor.probes.icmp as icmp_mod
+
+        # The engine's monotonic clock jumps 10 minutes between rounds (no real waiting).
+        skew = [0.0]
+        icmp_mod._monotonic = lambda: time.monotonic() + skew[0]
+        p = IcmpProber("raw")
+        loop = asyncio.get_running_loop()
+        sizes = []
+        for _ in range(4):
+            done: asyncio.Future[None] = loop.create_future()
+            left = [40]
+
+            def cb(
+                _r: ProbeResult, left: list[int] = left, done: asyncio.Future[None] = done
+            ) -> None:
+                left[0] -= 1
+                if left[0] == 0:
+                    done.set_result(None)
+
+            for _ in range(40):
+                p.submit(SILENT4, 0.05, cb)
+            await asyncio.wait_for(done, 5)
+            sizes.append(len(p._expired))
+            skew[0] += 600.0
+        await p.close()
+        return sizes
+
+    assert run_in_netns(body, setup=silent_host) == [40, 40, 40, 40]
+
+
 def test_other_processes_pings_are_stray() -> None:
     """A raw-mode engine counts other programs' echo replies as stray and completes nothing."""
 
