@@ -8,7 +8,7 @@ writes its own section of docs/BENCHMARKS.md; at the end this prints which secti
 - `--only NAME` (repeatable): just these, e.g. `--only politeness` or `--only bench_icmp.py`;
 - `--list`: print the scripts that would run and exit;
 - `--no-write`: passed on to every bench (each must accept it): print only, leave the docs.
-- `--soak`: also run the long benches (LONG: bench_soak.py, two hours), skipped otherwise
+- `--soak`: also run the long benches (LONG: bench_soak.py and bench_realsoak.py, two hours each), skipped otherwise
   (naming one with `--only` runs it too); they run without `--timeout`, their length bounds them.
 
 A new bench only has to be named `bench/bench_*.py`, run as root, accept `--no-write`, exit
@@ -32,7 +32,7 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 # The project's venv when there is one (`sudo python3 bench/run_all.py` still works), else us.
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 # Benches of hours: run only with --soak or when named by --only.
-LONG = {"bench_soak.py"}
+LONG = {"bench_soak.py", "bench_realsoak.py"}
 PYTHON = str(VENV_PY) if VENV_PY.exists() else sys.executable
 
 
