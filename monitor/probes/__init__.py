@@ -13,6 +13,7 @@ from monitor.probes.base import Kind, Prober
 
 if TYPE_CHECKING:
     from monitor.probes.icmp import IcmpProber
+    from monitor.probes.tcp import SynBudget
 
 
 class Probers(dict[Kind, Prober]):
@@ -34,14 +35,16 @@ class Probers(dict[Kind, Prober]):
         return self.icmp if kind is Kind.ICMP else super().__getitem__(kind)
 
 
-def build_probers() -> Probers:
-    """One prober per protocol."""
+def build_probers(syn_budget: SynBudget | None = None) -> Probers:
+    """One prober per protocol; `syn_budget` (the scheduler's) lets TCP and HTTP connects wait
+    up to the timeout, each SYN resend budgeted (monitor.probes.tcp.SynGuard)."""
     from monitor.probes.dns import DnsProber
     from monitor.probes.http import HttpProber
     from monitor.probes.icmp import IcmpProber
     from monitor.probes.tcp import TcpProber
 
-    return Probers(icmp=IcmpProber(), tcp=TcpProber(), http=HttpProber(), dns=DnsProber())
+    tcp, http = TcpProber(syn_budget), HttpProber(syn_budget)
+    return Probers(icmp=IcmpProber(), tcp=tcp, http=http, dns=DnsProber())
 
 
 __all__ = ["Probers", "build_probers"]

@@ -63,7 +63,7 @@ from monitor.probes.base import (
     now,
     wrong_kind,
 )
-from monitor.probes.tcp import classify_oserror, connect_timeout
+from monitor.probes.tcp import SynBudget, SynGuard, classify_oserror, connect_timeout, limit_resends
 
 MAX_REDIRECTS = 5
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
@@ -163,12 +163,26 @@ def may_follow(current: URL, nxt: URL) -> bool:
 class _Outcome:
     """What the fetch learned so far; kept outside the fetch so a timeout does not lose it."""
 
-    __slots__ = ("extra", "problem", "status")
+    __slots__ = ("end", "extra", "guards", "problem", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, end: float = 0.0) -> None:
         self.extra: dict[str, object] = {"redirects": 0, "bytes": 0}
         self.status: int | None = None
         self.problem: str | None = None
+        self.end = end  # time.monotonic() at which the probe ends
+        self.guards: list[SynGuard] = []  # one per connection opened (SYN budget)
+
+    def stop_guards(self) -> bool:
+        """Stop watching; True if a guard gave a connect up for want of budget."""
+        for g in self.guards:
+            g.stop()
+        return any(g.gave_up for g in self.guards)
+
+
+# The probe whose connections the socket factory is opening (set only with a SYN budget).
+_CONNECTING: contextvars.ContextVar[_Outcome | None] = contextvars.ContextVar(
+    "http_connecting", default=None
+)
 
 
 class HttpProber:
@@ -178,7 +192,9 @@ class HttpProber:
     opened minutes ago, and a pooled socket must never carry a request for a different pin.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, acquire: SynBudget | None = None) -> None:
+        # With `acquire` a connect waits up to the timeout, each SYN resend budgeted (tcp.py).
+        self.acquire = acquire
         self._session: aiohttp.ClientSession | None = None
         # One context per (tls_verify, ca_file, min_tls_version): building one per probe
         # costs more than the handshake (the system roots are parsed again each time).
@@ -191,6 +207,7 @@ class HttpProber:
                 use_dns_cache=False,  # a cached answer would outlive the pin of its request
                 force_close=True,
                 limit=0,  # the scheduler bounds concurrency; queueing here would fake timeouts
+                socket_factory=None if self.acquire is None else self._guarded_socket,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -201,6 +218,21 @@ class HttpProber:
                 headers={"User-Agent": _USER_AGENT, "Accept-Encoding": "gzip, deflate"},
             )
         return self._session
+
+    def _guarded_socket(self, addr_info: tuple[object, ...]) -> socket.socket:
+        """aiohappyeyeballs' socket, watched by a SynGuard while it connects."""
+        family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
+        assert isinstance(family, int) and isinstance(type_, int) and isinstance(proto, int)
+        sock = socket.socket(family, type_, proto)
+        out = _CONNECTING.get()
+        if out is not None and self.acquire is not None:
+            try:
+                limit_resends(sock)
+                out.guards.append(SynGuard(sock, self.acquire, out.end))
+            except BaseException:
+                sock.close()
+                raise
+        return sock
 
     def _ssl_for(self, target: HttpTarget) -> ssl.SSLContext:
         key = (target.tls_verify, target.ca_file, target.min_tls_version)
@@ -219,14 +251,18 @@ class HttpProber:
             ssl_arg = self._ssl_for(target)
         except (OSError, ValueError) as e:  # unreadable/invalid CA file: not the target's fault
             return ProbeResult.failure(target, started, Reason.OTHER, _short(f"ca_file: {e}"))
-        out = _Outcome()
+        out = _Outcome(time.monotonic() + timeout)
         deadline = asyncio.timeout(timeout)
+        connecting = _CONNECTING.set(out if self.acquire is not None else None)
         try:
             async with deadline:
                 await self._fetch(target, ssl_arg, out, timeout)
         except (aiohttp.ClientError, OSError, ValueError) as e:
+            no_budget = out.stop_guards()
             if deadline.expired():  # an error raised while being cancelled is still our timeout
                 reason, detail = Reason.TIMEOUT, f"no complete answer in {timeout:g}s"
+            elif no_budget and isinstance(e, aiohttp.ClientConnectorError):
+                reason, detail = Reason.TIMEOUT, "no SYN-ACK and no budget for a SYN resend"
             else:
                 reason, detail = _classify(e)
                 refused = _ssl_error(e)
@@ -234,6 +270,9 @@ class HttpProber:
                     floor = f"TLS {target.min_tls_version}"
                     detail = f"tls: no TLS version in common at or above {floor}: {refused}"
             return ProbeResult.failure(target, started, reason, _short(detail), out.extra)
+        finally:
+            out.stop_guards()
+            _CONNECTING.reset(connecting)
         rtt = time.perf_counter() - t0
         if out.problem is not None:
             return ProbeResult.failure(target, started, Reason.HTTP_STATUS, out.problem, out.extra)
@@ -246,7 +285,9 @@ class HttpProber:
         self, target: HttpTarget, ssl_arg: ssl.SSLContext, out: _Outcome, timeout: float
     ) -> None:
         session = self._get_session()
-        connect_limit = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout(timeout))
+        # Without a SYN budget a connect must end before the kernel's first SYN resend (tcp.py).
+        syn_limit = None if self.acquire is not None else connect_timeout(timeout)
+        connect_limit = aiohttp.ClientTimeout(total=None, sock_connect=syn_limit)
         url = URL(target.url)
         home = _norm_host(url.host)
         pin = target.address

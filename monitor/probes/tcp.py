@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import struct
 import time
+from collections.abc import Awaitable, Callable
 
 from monitor.probes.base import Kind, ProbeResult, Reason, Target, TcpTarget, now, wrong_kind
 
@@ -55,8 +57,104 @@ def connect_timeout(timeout: float) -> float:
     return min(timeout, SYN_LIMIT)
 
 
+# `acquire(deadline, send_by)`: take one send of the scheduler's entity budget for a SYN the
+# kernel will resend no later than `send_by`, counted there; False when none can be had by
+# `deadline` (both time.monotonic()). With one, a connect may wait for its SYN-ACK up to the
+# probe's timeout: every resend the kernel makes in that time has a send of its own.
+SynBudget = Callable[[float, float], Awaitable[bool]]
+
+# The kernel arms its SYN timer in whole jiffies (up to 4 ms early at HZ=250) and the timer
+# wheel fires it late, by up to an eighth of the delay (measured here: 10 to 30 ms per 1 s RTO).
+# The decision for a resend is taken MARGIN before its earliest time, as SYN_LIMIT always was.
+_MARGIN = 1.0 - SYN_LIMIT
+_LATE = 0.125
+_TCP_SYN_SENT = 2  # tcpi_state
+_TCP_INFO_LEN = 104  # up to tcpi_total_retrans
+
+
+def _syn_info(sock: socket.socket) -> tuple[int, float, int]:
+    """(tcpi_state, tcpi_rto in seconds, tcpi_total_retrans) of a socket."""
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    return raw[0], struct.unpack_from("I", raw, 8)[0] / 1e6, struct.unpack_from("I", raw, 100)[0]
+
+
+def limit_resends(sock: socket.socket) -> None:
+    """The fewest SYN resends the kernel allows (TCP_SYNCNT 1; 0 is refused): a backstop for a
+    stalled event loop. With tcp_syn_linear_timeouts (4 by default) the kernel still resends at
+    ~1 s and ~2 s and gives up at ~3 s, so SynGuard, not this, keeps each resend budgeted."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+
+
+class SynGuard:
+    """Watches one connecting socket: shortly before each SYN resend the kernel has armed, takes
+    a send of the budget for it, or, without one, shuts the socket down before it leaves
+    (a SYN_SENT socket closes without a packet). `gave_up` tells the prober why the connect
+    failed. The resend times are read from the kernel (tcpi_rto), not assumed.
+    """
+
+    def __init__(self, sock: socket.socket, acquire: SynBudget, end: float) -> None:
+        self.sock = sock
+        self.end = end  # time.monotonic() at which the probe ends anyway
+        self.gave_up = False
+        self.granted = 0
+        self._acquire = acquire
+        # The first SYN left inside connect(), after this and before the task first runs.
+        self._sent_lo = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def _run(self) -> None:
+        sent_hi = time.monotonic()
+        sent_lo = self._sent_lo
+        try:
+            while True:
+                state, rto, resent = _syn_info(self.sock)
+                if state != _TCP_SYN_SENT:
+                    return  # connected or failed
+                if resent != self.granted:
+                    self._give_up()  # a resend we did not expect: stop the next one
+                    return
+                next_lo = sent_lo + rto - 0.004
+                decide_at = next_lo - (_MARGIN - 0.004)
+                if decide_at >= self.end:
+                    return  # the probe's timeout comes first and closes the socket
+                await asyncio.sleep(max(0.0, decide_at - 0.1 - time.monotonic()))
+                if _syn_info(self.sock)[0] != _TCP_SYN_SENT:
+                    return
+                send_by = sent_hi + rto * (1 + _LATE) + 0.02
+                if not await self._acquire(decide_at, send_by) or time.monotonic() > next_lo:
+                    self._give_up()
+                    return
+                self.granted += 1
+                # Until the kernel shows the resend (its rto for the next one comes with it).
+                await asyncio.sleep(max(0.0, send_by - time.monotonic()))
+                while True:
+                    state, _, resent = _syn_info(self.sock)
+                    if state != _TCP_SYN_SENT or resent >= self.granted:
+                        break
+                    await asyncio.sleep(0.01)
+                sent_lo, sent_hi = next_lo, time.monotonic()
+        except OSError:
+            return  # the socket was closed under us: the probe is over
+
+    def _give_up(self) -> None:
+        if _syn_info(self.sock)[0] != _TCP_SYN_SENT:
+            return  # the SYN-ACK came while we asked
+        self.gave_up = True
+        self.sock.shutdown(socket.SHUT_RDWR)
+
+
 class TcpProber:
-    """Connects, measures the handshake time, closes. One short-lived socket per probe."""
+    """Connects, measures the handshake time, closes. One short-lived socket per probe.
+
+    With `acquire` (the daemon's scheduler) a connect waits for its SYN-ACK up to the timeout,
+    each SYN resend under a send of the budget (SynGuard); without it, at most SYN_LIMIT.
+    """
+
+    def __init__(self, acquire: SynBudget | None = None) -> None:
+        self.acquire = acquire
 
     async def probe(self, target: Target, timeout: float) -> ProbeResult:
         if not isinstance(target, TcpTarget):
@@ -69,6 +167,8 @@ class TcpProber:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as e:  # fd exhaustion and the like: ours, not the target's
             return ProbeResult.failure(target, started, Reason.OTHER, f"socket: {e}")
+        if self.acquire is not None:
+            return await self._probe_budgeted(target, sock, timeout, started, t0, self.acquire)
         try:
             sock.setblocking(False)
             limit = connect_timeout(timeout)
@@ -81,6 +181,41 @@ class TcpProber:
             reason, detail = classify_oserror(e)
             return ProbeResult.failure(target, started, reason, detail)
         finally:
+            sock.close()
+        return ProbeResult.success(target, started, rtt)
+
+    async def _probe_budgeted(
+        self,
+        target: TcpTarget,
+        sock: socket.socket,
+        timeout: float,
+        started: float,
+        t0: float,
+        acquire: SynBudget,
+    ) -> ProbeResult:
+        loop = asyncio.get_running_loop()
+        guard: SynGuard | None = None
+        try:
+            sock.setblocking(False)
+            limit_resends(sock)
+            async with asyncio.timeout(timeout):
+                connecting = loop.sock_connect(sock, (str(target.address), target.port))
+                guard = SynGuard(sock, acquire, time.monotonic() + timeout)
+                await connecting
+            rtt = time.perf_counter() - t0
+        except TimeoutError:
+            detail = f"no SYN-ACK in {timeout:g}s"
+            return ProbeResult.failure(target, started, Reason.TIMEOUT, detail)
+        except OSError as e:
+            if guard is not None and guard.gave_up:
+                waited = time.perf_counter() - t0
+                detail = f"no SYN-ACK in {waited:.2f}s and no budget for a SYN resend"
+                return ProbeResult.failure(target, started, Reason.TIMEOUT, detail)
+            reason, detail = classify_oserror(e)
+            return ProbeResult.failure(target, started, reason, detail)
+        finally:
+            if guard is not None:
+                guard.stop()
             sock.close()
         return ProbeResult.success(target, started, rtt)
 

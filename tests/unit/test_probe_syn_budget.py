@@ -1,0 +1,207 @@
+"""SYN resends under the scheduler's budget: a TCP or HTTP connect waits past SYN_LIMIT only with
+a send of the budget per kernel SYN resend, counted at the receiver (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from monitor.probes.base import HttpTarget, Reason, TcpTarget
+from monitor.probes.http import HttpProber
+from monitor.probes.tcp import SYN_LIMIT, TcpProber
+
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
+_ETH_P_ALL = 0x0003
+_PACKET_OUTGOING = 4
+
+
+@dataclass
+class Budget:
+    """An acquire callback that grants `grant` sends, then refuses; records every call."""
+
+    grant: int
+    calls: list[tuple[float, float, float]] = field(default_factory=list)
+
+    @property
+    def granted(self) -> int:
+        return min(self.grant, len(self.calls))
+
+    async def __call__(self, deadline: float, send_by: float) -> bool:
+        self.calls.append((time.monotonic(), deadline, send_by))
+        return len(self.calls) <= self.grant
+
+
+class SlowPeer:
+    """A listener whose accept queue is full, so SYNs are dropped (no RST) until `open()`
+    makes room; then it answers the next SYN, and an HTTP request if one comes. `syns()`
+    counts the SYNs that reached the port, read off the wire (AF_PACKET on lo)."""
+
+    def __init__(self) -> None:
+        try:
+            self.tap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+        except PermissionError:
+            pytest.skip("no AF_PACKET here (not root)")
+        self.tap.bind(("lo", 0))
+        self.tap.setblocking(False)
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(0)
+        self.port: int = self.srv.getsockname()[1]
+        self.fillers: list[socket.socket] = []
+        self._syns = 0
+
+    async def fill(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(16):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(s, ("127.0.0.1", self.port)), 0.2)
+            except TimeoutError:
+                s.close()
+                break
+            self.fillers.append(s)
+        else:
+            pytest.skip("accept queue never filled up on this kernel")
+        self.syns()  # the fillers' SYNs are not the probe's
+        self._syns = 0
+
+    def open(self) -> None:
+        """Make room in the accept queue: the next SYN is answered."""
+        self.srv.accept()[0].close()
+
+    async def serve_http(self, open_after: float) -> None:
+        """Open after `open_after` seconds, then answer one request."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(open_after)
+        self.open()
+        self.srv.setblocking(False)
+        conn, _ = await loop.sock_accept(self.srv)
+        with conn:
+            await loop.sock_recv(conn, 65536)
+            await loop.sock_sendall(
+                conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            )
+
+    def syns(self) -> int:
+        """SYNs (without ACK) to the port seen arriving since the last call, plus before."""
+        while True:
+            try:
+                frame, addr = self.tap.recvfrom(65536)
+            except BlockingIOError:
+                return self._syns
+            if addr[2] == _PACKET_OUTGOING or len(frame) < 14 + 20 + 20:
+                continue  # loopback shows each packet twice: count the arrival only
+            ip = frame[14:]
+            if ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_TCP:
+                continue
+            tcp = ip[(ip[0] & 0x0F) * 4 :]
+            dport = struct.unpack_from("!H", tcp, 2)[0]
+            flags = tcp[13]
+            if dport == self.port and flags & 0x02 and not flags & 0x10:
+                self._syns += 1
+
+    def close(self) -> None:
+        for s in self.fillers:
+            s.close()
+        self.srv.close()
+        self.tap.close()
+
+
+@pytest.fixture
+async def slow_peer() -> AsyncIterator[SlowPeer]:
+    peer = SlowPeer()
+    try:
+        await peer.fill()
+        yield peer
+    finally:
+        peer.close()
+
+
+async def test_without_budget_gives_up_at_syn_limit(slow_peer: SlowPeer) -> None:
+    """A refused send: the connect ends before the kernel's first resend, one SYN on the wire."""
+    budget = Budget(grant=0)
+    t0 = time.perf_counter()
+    res = await TcpProber(budget).probe(TcpTarget(LOOPBACK, slow_peer.port), timeout=3.0)
+    elapsed = time.perf_counter() - t0
+    await asyncio.sleep(1.2)  # a resend that escaped would arrive by now
+    assert res.reason is Reason.TIMEOUT and "SYN-ACK" in res.detail, res
+    assert len(budget.calls) == 1
+    assert SYN_LIMIT - 0.2 <= elapsed < 10.0
+    assert slow_peer.syns() == 1
+
+
+async def test_with_budget_succeeds_on_the_resent_syn(slow_peer: SlowPeer) -> None:
+    """With a send granted, the probe waits past SYN_LIMIT and the resent SYN connects."""
+    budget = Budget(grant=5)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.4, slow_peer.open)
+    res = await TcpProber(budget).probe(TcpTarget(LOOPBACK, slow_peer.port), timeout=3.0)
+    assert res.ok, res
+    assert res.rtt is not None and res.rtt > SYN_LIMIT  # answered to the resend, not the first
+    assert len(budget.calls) == 1  # one resend, one send taken
+    assert slow_peer.syns() <= budget.granted + 1
+
+
+async def test_one_send_per_resend_until_the_timeout(slow_peer: SlowPeer) -> None:
+    """A silent peer and a 2.5 s timeout: a send per kernel resend (two here), never more SYNs
+    on the wire than sends granted + the first."""
+    budget = Budget(grant=5)
+    res = await TcpProber(budget).probe(TcpTarget(LOOPBACK, slow_peer.port), timeout=2.5)
+    await asyncio.sleep(1.2)
+    assert res.reason is Reason.TIMEOUT, res
+    # tcpi_rto says when: 1 s each with tcp_syn_linear_timeouts, 1 s then 2 s without.
+    assert 1 <= len(budget.calls) <= 2
+    assert slow_peer.syns() == len(budget.calls) + 1
+
+
+async def test_budget_runs_out_mid_wait(slow_peer: SlowPeer) -> None:
+    """One send granted, the next refused: two SYNs, then the connect is dropped silently."""
+    budget = Budget(grant=1)
+    res = await TcpProber(budget).probe(TcpTarget(LOOPBACK, slow_peer.port), timeout=6.0)
+    await asyncio.sleep(1.5)
+    assert res.reason is Reason.TIMEOUT and "budget" in res.detail, res
+    assert len(budget.calls) == 2
+    assert slow_peer.syns() == 2
+
+
+async def test_http_connect_waits_under_the_budget(slow_peer: SlowPeer) -> None:
+    """HTTP: the same connect path, a late SYN-ACK to the resent SYN gives the page."""
+    budget = Budget(grant=5)
+    loop = asyncio.get_running_loop()
+    server = loop.create_task(slow_peer.serve_http(0.4))
+    prober = HttpProber(budget)
+    try:
+        url = f"http://127.0.0.1:{slow_peer.port}/"
+        res = await prober.probe(HttpTarget(url=url, address=LOOPBACK), timeout=3.0)
+    finally:
+        await prober.close()
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+    assert res.ok, res
+    assert len(budget.calls) == 1
+    assert slow_peer.syns() <= budget.granted + 1
+
+
+async def test_http_without_budget_gives_up_at_syn_limit(slow_peer: SlowPeer) -> None:
+    """HTTP with a refused send: TIMEOUT before the first resend, one SYN on the wire."""
+    budget = Budget(grant=0)
+    prober = HttpProber(budget)
+    try:
+        url = f"http://127.0.0.1:{slow_peer.port}/"
+        res = await prober.probe(HttpTarget(url=url, address=LOOPBACK), timeout=3.0)
+    finally:
+        await prober.close()
+    await asyncio.sleep(1.2)
+    assert res.reason is Reason.TIMEOUT, res
+    assert len(budget.calls) == 1
+    assert slow_peer.syns() == 1
