@@ -228,40 +228,33 @@ def test_a_failing_consumer_is_contained_and_counted() -> None:
     assert errors == 3
 
 
-def test_cli_run_refuses_an_event_log_from_a_newer_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("filename", "extra"),
+    [
+        ("events.sqlite3", ""),
+        # before: a traceback and exit 1, which systemd restarts forever
+        ("notify.sqlite3", "notify:\n  - url: json://127.0.0.1:9/\n    name: hook\n"),
+    ],
+    ids=["event_log", "notify_outbox"],
+)
+def test_cli_run_refuses_a_database_from_a_newer_version(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    filename: str,
+    extra: str,
 ) -> None:
-    """A database written by a newer schema is refused with one line and exit 78 (systemd does
-    not restart on it: a restart cannot help), and the file is left as it was."""
-    import sqlite3
-
-    cfg_path = tmp_path / "c.yaml"
-    write_config(cfg_path)
-    (tmp_path / "var").mkdir()
-    db = tmp_path / "var" / "events.sqlite3"
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA user_version=99")
-    before = db.read_bytes()
-    monkeypatch.setattr("monitor.logs.configure", lambda *a, **k: None)
-    assert cli.main(["run", "--config", str(cfg_path)]) == 78
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("dprk-monitor: cannot start:") and "99" in err[0]
-    assert db.read_bytes() == before
-
-
-def test_cli_run_refuses_a_notify_outbox_from_a_newer_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A notification outbox written by a newer schema is refused like the event log: one
-    line, exit 78, the file left as it was (before: a traceback and exit 1, restarted forever)."""
+    """An event log or notification outbox written by a newer schema is refused with one line
+    and exit 78 (systemd does not restart on it: a restart cannot help), and the file is left
+    as it was."""
     import sqlite3
 
     cfg_path = tmp_path / "c.yaml"
     write_config(cfg_path)
     with cfg_path.open("a") as f:
-        f.write("notify:\n  - url: json://127.0.0.1:9/\n    name: hook\n")
+        f.write(extra)
     (tmp_path / "var").mkdir()
-    db = tmp_path / "var" / "notify.sqlite3"
+    db = tmp_path / "var" / filename
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version=99")
     before = db.read_bytes()
