@@ -32,7 +32,8 @@ ROOT = Path(__file__).parents[2]
 START = parse_time("2025-06-06T17:00:00Z")
 
 
-def write_config(tmp: Path) -> Path:
+def write_config(tmp: Path, extra: str = "") -> Path:
+    """A one-target daemon config on loopback; `extra`: more top-level YAML lines."""
     path = tmp / "c.yaml"
     path.write_text(
         textwrap.dedent(f"""\
@@ -44,6 +45,7 @@ def write_config(tmp: Path) -> Path:
             tcp: ["127.0.0.1:9"]
         bgp: {{enabled: false}}
         """)
+        + extra
     )
     return path
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import textwrap
 import threading
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from monitor.history.store import FILENAME
 from monitor.metrics import Metrics
 from monitor.openapi import document
 from monitor.web import make_app
+from tests.unit.test_api import write_config as api_config
 from tests.unit.test_history_store import T0, point
 
 
@@ -193,20 +193,7 @@ async def test_history_is_read_off_the_loop(
 
 
 def write_config(tmp: Path) -> Path:
-    path = tmp / "c.yaml"
-    path.write_text(
-        textwrap.dedent(f"""\
-        listen: 127.0.0.1:0
-        state_dir: {tmp}/var
-        probing: {{interval: 1s, timeout: 200ms}}
-        entities:
-          - name: star-jv
-            tcp: ["127.0.0.1:9"]
-        bgp: {{enabled: false}}
-        history: {{resolution: 1s}}
-        """)
-    )
-    return path
+    return api_config(tmp, "history: {resolution: 1s}\n")
 
 
 def get(port: int | None, path: str) -> tuple[int, str]:
