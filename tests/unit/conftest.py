@@ -14,6 +14,7 @@ import pytest
 import trustme
 
 from tests.unit.dnsserver import FakeDnsServer
+from tests.virtual_time import scheduler_on_loop_clock
 
 SITE = "www.kcna.kp"
 # A fixed, recognisable expiry so the recorded tls_not_after can be checked exactly.
@@ -122,3 +123,9 @@ async def full_backlog() -> AsyncIterator[int]:
         for s in fillers:
             s.close()
         srv.close()
+
+
+@pytest.fixture
+def vclock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler reads the running loop's clock (virtual in a `virtual_test`)."""
+    scheduler_on_loop_clock(monkeypatch)

@@ -19,13 +19,7 @@ import structlog.testing
 
 from monitor.probes.base import IcmpTarget, Kind, ProbeResult, Reason, Target, TcpTarget
 from monitor.scheduler import RateLimiter, Scheduler, slot_offsets
-from tests.virtual_time import loop_clock, scheduler_on_loop_clock, virtual_test
-
-
-@pytest.fixture
-def vclock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scheduler reads the running loop's clock (virtual in a `virtual_test`)."""
-    scheduler_on_loop_clock(monkeypatch)
+from tests.virtual_time import loop_clock, virtual_test
 
 
 class FakeClock:

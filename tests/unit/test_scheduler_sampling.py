@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import time
 from collections.abc import Sequence
 
 from monitor.probes.base import IcmpTarget, Kind, Target
 from monitor.scheduler import Scheduler
 from tests.unit.test_scheduler import FakeProber, Sink, max_in_any_window, run_for, targets
+from tests.virtual_time import loop_clock, virtual_test
 
 
 def block_label(net: str) -> IcmpTarget:
     return IcmpTarget(ipaddress.IPv4Network(net).network_address)
 
 
-async def test_sample_job_probes_what_pick_returns_each_round() -> None:
+@virtual_test
+async def test_sample_job_probes_what_pick_returns_each_round(vclock: None) -> None:
     """A sample job calls `pick` once per interval and probes exactly what it returns."""
     prober, sink = FakeProber(), Sink()
     sched = Scheduler({Kind.ICMP: prober}, sink, 0.5, 0.2, 100, 2)
@@ -25,7 +26,7 @@ async def test_sample_job_probes_what_pick_returns_each_round() -> None:
     picks = targets(2, "198.18.176.0")
 
     def pick() -> Sequence[Target]:
-        calls.append(time.monotonic())
+        calls.append(loop_clock())
         return picks
 
     sched.set_samplers([("e", block_label("198.18.176.0/24"), pick)])
@@ -38,7 +39,8 @@ async def test_sample_job_probes_what_pick_returns_each_round() -> None:
     assert "198.18.176.0" not in keys
 
 
-async def test_sample_probes_are_inside_max_rate() -> None:
+@virtual_test
+async def test_sample_probes_are_inside_max_rate(vclock: None) -> None:
     """Sample probes of many blocks share the one budget with the scheduled targets."""
     prober, sink = FakeProber(), Sink()
     sched = Scheduler({Kind.ICMP: prober}, sink, 1.0, 0.2, 10, 2)
@@ -52,7 +54,8 @@ async def test_sample_probes_are_inside_max_rate() -> None:
     assert len(prober.sent) >= 15
 
 
-async def test_background_takes_at_most_its_share_and_yields_to_urgent() -> None:
+@virtual_test
+async def test_background_takes_at_most_its_share_and_yields_to_urgent(vclock: None) -> None:
     """acquire_background grants at most share x max_rate, and the scheduled targets still
     get their probes while a census runs flat out."""
     prober, sink = FakeProber(), Sink()
@@ -63,7 +66,7 @@ async def test_background_takes_at_most_its_share_and_yields_to_urgent() -> None
     async def census() -> None:
         while True:
             await sched.acquire_background()
-            grants.append(time.monotonic())
+            grants.append(loop_clock())
 
     task = asyncio.create_task(census())
     await run_for(sched, 3.0)
