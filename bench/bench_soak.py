@@ -69,6 +69,36 @@ OBSERVE_EVERY = 2.0
 NO_EVENT = {"30 % loss", "our uplink cut"}  # faults after which no event opens
 SCRAPE_EVERY = 15.0  # /metrics and / as Prometheus and an open status page would
 N_PEERS = 10
+HOOK_PORT, DEAD_PORT, SMTP_PORT = 9480, 9481, 9482
+# name -> labels: what the extras line reports (from the last process's /metrics)
+EXTRA_METRICS: dict[str, dict[str, str]] = {
+    "dprk_monitor_probes_total": {"kind": "census"},
+    "dprk_monitor_notifications_sent_total": {"receiver": "hook"},
+    "dprk_monitor_notifications_failed_total": {"receiver": "dead"},
+    "dprk_monitor_notifications_dropped_total": {"receiver": "dead"},
+    "dprk_monitor_notifications_queued": {},
+    "dprk_monitor_history_points_written_total": {},
+}
+
+
+def with_extras(text: str, census_every: float) -> str:
+    """The soak's daemon with everything a long-lived one runs: a census of every entity
+    every `census_every` minutes (sampling between), the history (on by default), and two
+    notification receivers: `hook` (live, in the vantage namespace) and `dead` (nothing
+    listens: retried, then given up after max_age)."""
+    import yaml
+
+    doc = yaml.safe_load(text)
+    for ent in doc["entities"]:
+        ent["discover"] = True
+    doc["discovery"] = {"interval": f"{census_every:g}m"}
+    doc["api"] = {"base_url": "http://monitor.test"}
+    retry = {"timeout": "2s", "retry_initial": "2s", "retry_max": "30s"}
+    doc["notify"] = [
+        {"url": f"json://127.0.0.1:{HOOK_PORT}/soak", "name": "hook", "rate_limit": 0, **retry},
+        {"url": f"json://127.0.0.1:{DEAD_PORT}/soak", "name": "dead", "max_age": "10m", **retry},
+    ]
+    return str(yaml.safe_dump(doc, sort_keys=False))
 
 
 # -- records --------------------------------------------------------------------------------
@@ -178,16 +208,17 @@ class Soak:
             bgp = {"enabled": True, "ris_live_url": self.ris.url}
         self.state_dir = out / "var"
         self.config = out / "daemon.yaml"
-        self.config.write_text(
-            world.daemon_config(
-                state_dir=str(self.state_dir),
-                listen=f"127.0.0.1:{PORT}",
-                log_level="info",
-                bgp=bgp,
-                **scenarios.scaled_config(args.scale),
-            ),
-            encoding="utf-8",
+        text = world.daemon_config(
+            state_dir=str(self.state_dir),
+            listen=f"127.0.0.1:{PORT}",
+            log_level="info",
+            bgp=bgp,
+            **scenarios.scaled_config(args.scale),
         )
+        self.receivers: Any = None
+        if not args.core_only:
+            text = with_extras(text, args.census_every)
+        self.config.write_text(text, encoding="utf-8")
         self.daemon = DaemonProcess(world, self.config, log_path=out / "daemon.log")
         self.lives: list[Life] = []
         self.kills: list[Kill] = []
@@ -200,8 +231,37 @@ class Soak:
         self.dup_in_response = 0
         self.unexpected: list[str] = []
         self.restart_times: list[float] = []
+        self.extra_figures: dict[str, float] = {}
 
     # --- the daemon ----------------------------------------------------------------------
+
+    def start_receivers(self) -> None:
+        """tests/notify_receivers.py in the vantage namespace: the live `hook` receiver
+        (`dead` has nothing listening: its messages are retried until they expire)."""
+        ready = self.out / "received.jsonl.ready"
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        argv = [sys.executable, "-m", "tests.notify_receivers", "--http", str(HOOK_PORT)]
+        argv += ["--smtp", str(SMTP_PORT), "--out", str(self.out / "received.jsonl")]
+        self.receivers = self.w.popen(0, argv, env=env, cwd=str(ROOT))
+        deadline = time.time() + 30
+        while not ready.exists():
+            if self.receivers.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the notification receivers did not start")
+            time.sleep(0.05)
+
+    def received(self) -> list[dict[str, Any]]:
+        path = self.out / "received.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    def extras(self) -> dict[str, float]:
+        """Census and notification counters from the daemon's `/metrics` (summed over labels)."""
+        try:
+            m = self.daemon.metrics()
+        except Exception:  # a bench reading: absent figures print as "?"
+            return {}
+        return {name: m.total(name, **labels) for name, labels in EXTRA_METRICS.items()}
 
     def start_daemon(self) -> None:
         t0 = time.time()
@@ -399,6 +459,8 @@ class Soak:
         repair: Callable[[], None] | None = None
         next_fault = t_start + rng.uniform(4, 8) * iv  # let it warm up first
         next_sample = next_observe = next_scrape = t_start
+        if not self.args.core_only:
+            self.start_receivers()
         self.start_daemon()
         print(
             f"soak: {duration / 60:.0f} min, interval {iv:g} s, {n} kills, "
@@ -465,6 +527,9 @@ class Soak:
             self.fault_log.append((time.time(), "repair"))
         self.observe()
         self.sample()
+        if not self.args.core_only:
+            time.sleep(5)  # let the last closed messages reach the receiver
+            self.extra_figures = self.extras()
         life = self.lives[-1]
         rc = self.daemon.stop(timeout=30)
         life.ended, life.how = time.time(), f"end (SIGTERM, exit {rc})"
@@ -674,6 +739,32 @@ def _sl(v: float | None, unit: str) -> str:
     return "-" if v is None else f"{v:+.2f} {unit}/h"
 
 
+def extras_lines(soak: Soak, args: argparse.Namespace) -> list[str]:
+    """What the census, history and notifications did (counters of the last process)."""
+    if args.core_only:
+        return ["- the daemon ran without census and notifications (`--core-only`)"]
+    x = soak.extra_figures
+    got = soak.received()
+    keys = [m.get("key") for m in got]
+    dup = len(keys) - len(set(keys))
+
+    def n(name: str) -> str:
+        v = x.get(name)
+        return "?" if v is None else f"{v:.0f}"
+
+    return [
+        f"- also running: a census of every entity every {args.census_every:g} min with "
+        f"block sampling between ({n('dprk_monitor_probes_total')} census probes counted by "
+        f"the last process), the history ({n('dprk_monitor_history_points_written_total')} "
+        f"points written by it), and two notification receivers: `hook` live "
+        f"({len(got)} messages received over the whole run, {dup} of them repeats of a key "
+        f"already received), `dead` with nothing listening (the last process: "
+        f"{n('dprk_monitor_notifications_failed_total')} failed attempts, "
+        f"{n('dprk_monitor_notifications_dropped_total')} messages given up after max_age "
+        f"10 min; {n('dprk_monitor_notifications_queued')} queued at the end)",
+    ]
+
+
 def render(
     soak: Soak,
     v: Verdict,
@@ -737,6 +828,7 @@ def render(
         f"exits nobody asked for: {len(soak.unexpected)}",
         f"- events: {len(soak.seen)} ids seen through the API during the run, {v.stored} in the "
         f"log at the end ({kinds})",
+        *extras_lines(soak, args),
         "",
         "| check | result |",
         "|---|---|",
@@ -818,6 +910,12 @@ def main(argv: list[str] | None = None) -> int:
         help="share of the run the kills fall in (the rest: one process)",
     )
     ap.add_argument("--no-bgp", action="store_true", help="no RIS Live look-alike")
+    ap.add_argument(
+        "--core-only",
+        action="store_true",
+        help="no census, no notification receivers (the first soaks' daemon)",
+    )
+    ap.add_argument("--census-every", type=float, default=20.0, help="minutes between censuses")
     ap.add_argument("--out", type=Path, default=None, help="keep logs and samples here")
     ap.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")
     args = ap.parse_args(argv)
