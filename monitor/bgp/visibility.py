@@ -99,6 +99,9 @@ class PrefixStatus:
     detail: Mapping[str, SpecificView]
 
 
+# Expiry entries kept before the first compaction (see Visibility._compact_expiry).
+_COMPACT_MIN = 4096
+
 # Sorts before every real (time, peer) entry with the same time: probes the sorted lists.
 _FIRST_PEER: PeerKey = ("", "")
 
@@ -215,6 +218,21 @@ class Visibility:
         # (withdrawn since, tie-break, peer, prefix): routes to drop once older than `recent`.
         self._expiry: list[tuple[float, int, PeerKey, IPNetwork]] = []
         self._seq = itertools.count()
+        # A route announced again leaves its entry behind (skipped when popped): without
+        # compaction, flapping routes would keep `recent` (a day) of stale entries.
+        self._compact_at = _COMPACT_MIN
+
+    def _live_expiry(self, entry: tuple[float, int, PeerKey, IPNetwork]) -> bool:
+        since, _, peer, prefix = entry
+        route = self._routes.get(prefix, {}).get(peer)
+        return route is not None and not route.announced and route.since == since
+
+    def _compact_expiry(self) -> None:
+        """Drop the stale entries; the next compaction when the heap doubles what is live, so
+        the heap stays within twice the withdrawn routes (plus a floor) at O(1) amortized."""
+        self._expiry = [e for e in self._expiry if self._live_expiry(e)]
+        heapq.heapify(self._expiry)
+        self._compact_at = max(_COMPACT_MIN, 2 * len(self._expiry))
 
     # mapping
 
@@ -287,6 +305,8 @@ class Visibility:
                 route.peer_asn = upd.peer_asn
         elif fresh or flipped:
             heapq.heappush(self._expiry, (route.since, next(self._seq), peer, prefix))
+            if len(self._expiry) > self._compact_at:
+                self._compact_expiry()
         now_origin = route.origin if route.announced else None
         if was != now_origin:
             scope.count(was, -1)

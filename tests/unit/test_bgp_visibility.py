@@ -551,3 +551,25 @@ def test_incremental_counts_match_a_full_tally(
         for (peer, p), (ann, since, _) in ref.routes.items():
             route = vis.route(peer, p)
             assert route is not None and (route.announced, route.since) == (ann, since)
+
+
+def test_flapping_routes_do_not_grow_memory_within_the_recent_window() -> None:
+    """Routes withdrawn and announced again over and over (storms, flaps) leave no growing
+    trail: what is held stays bounded while every withdrawal is still inside `recent`."""
+    vis = Visibility([WATCHED])  # recent: one day, so nothing ages out below
+    peers = [key(p) for p in PEERS]
+    t = T0
+    held = []
+    for cycle in range(2_000):
+        for p in peers:
+            vis.withdraw(p, SLASH24[cycle % 4], t)
+        t += 1
+        for p in peers:
+            vis.announce(p, SLASH24[cycle % 4], t)
+        t += 1
+        vis.prune(t)
+        held.append(vis.stored())
+    # 20,000 withdrawals, all announced again: only the live routes and a bounded queue stay.
+    assert max(held[1000:]) <= max(held[:1000]), held[::200]
+    assert vis.stored() < 5_000
+    assert vis.ratio(WATCHED, t) == 1.0
