@@ -72,6 +72,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from monitor import sqlitefile
 from monitor.annotations import AnnotationError, Annotations, merge_imported
 from monitor.annotations import stored as stored_annotations
 from monitor.detect.evidence import Evidence
@@ -102,7 +103,6 @@ LATEST = 20  # events on the status page
 MAX_TIME = 253_402_300_799.0
 IMPORT_BATCH = 200  # rows per import transaction: the daemon's writer never waits long
 READERS = 2  # threads reading for the API
-BUSY_TIMEOUT_MS = 2000
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS events (
@@ -184,7 +184,7 @@ class StoreError(Exception):
     """The event log cannot be used (unreadable, unwritable for an import, newer schema)."""
 
 
-class SchemaError(StoreError, ValueError):
+class SchemaError(StoreError, sqlitefile.NewerSchema):
     """The log was written by a newer version: refused, never written."""
 
 
@@ -451,57 +451,29 @@ def _select_one(
 # --- connections ---------------------------------------------------------------------------
 
 
-def _user_version(conn: sqlite3.Connection) -> int:
-    v = conn.execute("PRAGMA user_version").fetchone()[0]
-    return int(v)
-
-
-def _check_version(version: int, path: Path) -> None:
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
+def _newer(path: Path) -> Callable[[int], SchemaError]:
+    def refuse(version: int) -> SchemaError:
+        return SchemaError(
             f"{path}: written by a newer dprk-monitor (event log schema {version}, this version "
             f"reads up to {SCHEMA_VERSION}); refusing to use it: upgrade dprk-monitor, or point "
             "state_dir elsewhere"
         )
 
+    return refuse
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    """Create the log, or bring a schema 1 log to schema 2 in place (indexes only)."""
-    if _user_version(conn) == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = _user_version(conn)  # another process may have migrated it meanwhile
-        _check_version(version, path)
-        if version < SCHEMA_VERSION:
-            conn.execute(_TABLE)
-            if version < 2:  # schema 2's statements rebuild an index: once is enough
-                for stmt in _SCHEMA_V2:
-                    conn.execute(stmt)
-            for stmt in _SCHEMA_V3:
-                conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Create the log, or bring a schema 1 or 2 log to schema 3 in place."""
+    conn.execute(_TABLE)
+    if version < 2:  # schema 2's statements rebuild an index: once is enough
+        for stmt in _SCHEMA_V2:
+            conn.execute(stmt)
+    for stmt in _SCHEMA_V3:
+        conn.execute(stmt)
 
 
 def _open_writer(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    try:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        # Before anything writes (journal_mode does): a newer log is not to be touched.
-        _check_version(_user_version(conn), path)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        _migrate(conn, path)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return sqlitefile.open_writer(path, SCHEMA_VERSION, _newer(path), _migrate)
 
 
 def _open_reader(path: Path) -> tuple[sqlite3.Connection, bool] | None:
@@ -520,8 +492,8 @@ def _open_reader(path: Path) -> tuple[sqlite3.Connection, bool] | None:
             error = e
             continue
         try:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            _check_version(_user_version(conn), path)
+            conn.execute(f"PRAGMA busy_timeout={sqlitefile.BUSY_TIMEOUT_MS}")
+            sqlitefile.refuse_newer(conn, SCHEMA_VERSION, _newer(path))
             has_table = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
             ).fetchone()
@@ -623,13 +595,8 @@ class EventStore:
     def _fail(self, e: BaseException) -> None:
         self.healthy = False
         self.last_error = f"{type(e).__name__}: {e}"
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.rollback()
-            # After an I/O error the connection may be unusable: start afresh on the retry.
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+        sqlitefile.discard(self._conn)
+        self._conn = None
 
     def close(self) -> CloseResult:
         """Flush, then close. Events that still cannot be written go to a spool file, merged

@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from monitor import sqlitefile
 from monitor.detect.model import State
 from monitor.detect.times import iso
 from monitor.history.point import HistoryPoint
@@ -56,7 +57,6 @@ log = structlog.get_logger("monitor.history")
 
 FILENAME = "history.db"
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 2000
 READERS = 2
 QUEUE_BATCHES = 360  # an hour of 10 s steps waiting for a stuck disk, then batches are dropped
 MAX_POINTS = 2000  # an automatic step answers a range in at most this many points
@@ -89,7 +89,7 @@ class HistoryError(Exception):
     """The history cannot be used (unreadable, refused)."""
 
 
-class SchemaError(HistoryError, ValueError):
+class SchemaError(HistoryError, sqlitefile.NewerSchema):
     """The database was written by a newer version: refused, never written."""
 
 
@@ -266,35 +266,24 @@ def _layout_of(
 # --- connections ---------------------------------------------------------------------------
 
 
-def _check_version(conn: sqlite3.Connection, path: Path) -> int:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
+def _newer(path: Path) -> Callable[[int], SchemaError]:
+    def refuse(version: int) -> SchemaError:
+        return SchemaError(
             f"{path}: written by a newer dprk-monitor (history schema {version}, this version "
             f"reads up to {SCHEMA_VERSION}); refusing to use it: upgrade dprk-monitor, or "
             "move the file away"
         )
-    return version
+
+    return refuse
+
+
+def _create(conn: sqlite3.Connection, version: int) -> None:
+    for stmt in _SCHEMA:
+        conn.execute(stmt)
 
 
 def _open_writer(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    try:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        _check_version(conn, path)  # before anything writes: a newer file is not touched
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        if _check_version(conn, path) < SCHEMA_VERSION:
-            conn.execute("BEGIN IMMEDIATE")
-            for stmt in _SCHEMA:
-                conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return sqlitefile.open_writer(path, SCHEMA_VERSION, _newer(path), _create)
 
 
 def _open_reader(path: Path) -> sqlite3.Connection | None:
@@ -302,8 +291,9 @@ def _open_reader(path: Path) -> sqlite3.Connection | None:
         return None
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
     try:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        if _check_version(conn, path) < SCHEMA_VERSION:  # created, never written
+        conn.execute(f"PRAGMA busy_timeout={sqlitefile.BUSY_TIMEOUT_MS}")
+        if sqlitefile.refuse_newer(conn, SCHEMA_VERSION, _newer(path)) < SCHEMA_VERSION:
+            # created, never written
             conn.close()
             return None
     except BaseException:

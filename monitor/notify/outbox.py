@@ -29,6 +29,7 @@ from pathlib import Path
 
 import structlog
 
+from monitor import sqlitefile
 from monitor.notify.model import Notification
 
 log = structlog.get_logger("monitor.notify.outbox")
@@ -37,7 +38,6 @@ FILENAME = "notify.sqlite3"
 SCHEMA_VERSION = 1
 KEEP = 30 * 86_400.0  # delivered / given-up rows are kept this long (their keys stay known)
 PRUNE_EVERY = 3600.0
-BUSY_TIMEOUT_MS = 2000
 
 PENDING, SENT, EXPIRED, CORRUPT = "pending", "sent", "expired", "corrupt"
 
@@ -65,8 +65,13 @@ _UPSERT = (
 _COLS = "receiver, key, doc, created, status, attempts, next_at, last_error"
 
 
-class OutboxError(RuntimeError):
+class OutboxError(RuntimeError, sqlitefile.NewerSchema):
     """The outbox cannot be used at all (written by a newer version)."""
+
+
+def _create(conn: sqlite3.Connection, version: int) -> None:
+    for stmt in _SCHEMA:
+        conn.execute(stmt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,33 +126,16 @@ class Outbox:
         if self._conn is not None:
             return self._conn
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn = sqlitefile.open_writer(self.path, SCHEMA_VERSION, self._newer, _create)
         except (sqlite3.Error, OSError) as e:
             self._fail(e)
-            return None
-        try:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                conn.close()
-                raise OutboxError(
-                    f"{self.path} was written by a newer version (schema {version}, this "
-                    f"one knows {SCHEMA_VERSION})"
-                )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            for stmt in _SCHEMA:
-                conn.execute(stmt)
-            if version < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except (sqlite3.Error, OSError) as e:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-            self._fail(e)
-            return None
-        self._conn = conn
-        return conn
+        return self._conn
+
+    def _newer(self, version: int) -> OutboxError:
+        return OutboxError(
+            f"{self.path} was written by a newer version (schema {version}, this one knows "
+            f"{SCHEMA_VERSION})"
+        )
 
     def _fail(self, e: BaseException) -> None:
         self.healthy = False
@@ -160,12 +148,8 @@ class Outbox:
                 path=str(self.path),
                 error=self.last_error,
             )
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.rollback()
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
+        sqlitefile.discard(self._conn)
+        self._conn = None
 
     def close(self) -> int:
         """Flush and close; returns how many rows could not be written (lost at exit: their
