@@ -220,7 +220,7 @@ def scraper_main(base: str, interval: float, paths_file: str, stats_file: str) -
         i += 1
         try:
             if conn is None:
-                conn = http.client.HTTPConnection(url.hostname, url.port, timeout=15)
+                conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=15)
             conn.request("GET", path)
             resp = conn.getresponse()
             body = resp.read()
@@ -669,12 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    from monitor.sim.rislive import RisLiveSim
     from monitor.sim.world import World
-
-    try:
-        from monitor.sim.rislive import RisLiveSim
-    except ImportError:
-        RisLiveSim = None
 
     default = default_doc()
     want = shape(default)
@@ -684,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[RunResult] = []
     print("building the world (198.18.0.0/15 only)...", flush=True)
     with World.build(world_spec(want)) as w:
-        ris = RisLiveSim(w, 0).start() if RisLiveSim is not None else None
+        ris = RisLiveSim(w, 0).start()
         try:
             counts = count(shaped_config(w, default, {"enabled": False}, 0))
             for i in range(args.runs):

@@ -128,7 +128,7 @@ def make_record(rng: random.Random, i: int, start: float, end: float | None, ent
     names = [*first, kind]
     cuts = sorted(rng.uniform(start, stop) for _ in names[1:])
     phase_starts = [start, *cuts]
-    phases = [
+    phases: list[dict[str, str | None]] = [
         {
             "kind": k,
             "start": _iso(s),

@@ -119,7 +119,7 @@ def ranges(n: int) -> list[str]:
 
 
 def addresses(n: int) -> list[str]:
-    out = []
+    out: list[str] = []
     for r in ranges(n):
         a, b = (ipaddress.IPv4Address(x) for x in r.split("-"))
         out.extend(str(ipaddress.IPv4Address(i)) for i in range(int(a), int(b) + 1))
@@ -273,7 +273,7 @@ class Poller:
         self.proc.stdin.write("stop\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
-        return [tuple(x) for x in json.loads(line)]  # type: ignore[misc]
+        return [tuple(x) for x in json.loads(line)]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -404,8 +404,8 @@ class Soak:
         def flap() -> Callable[[], None]:
             period = rng.uniform(1, 3) * self.interval
             f = w.flap(period, rng.randint(2, 5))
-
-            return f.stop  # which repairs the blackout if it is on
+            stop: Callable[[], None] = f.stop  # which repairs the blackout if it is on
+            return stop
 
         menu: list[tuple[str, Callable[[], Callable[[], None]]]] = [
             ("blackout", blackout(None)),
@@ -636,20 +636,20 @@ def check(soak: Soak, stored: list[dict[str, Any]]) -> Verdict:
         if k.ready_again is None:
             continue
         for i in k.open_ids:
-            e = by_id.get(i)
-            if e is None:
+            ev = by_id.get(i)
+            if ev is None:
                 continue  # counted as lost
-            end = None if e.get("end") is None else parse_time(e["end"])
-            if end is not None and end <= k.at:
+            ended = None if ev.get("end") is None else parse_time(ev["end"])
+            if ended is not None and ended <= k.at:
                 continue  # closed (and written) before the kill
             checked += 1
             resumed = [
                 parse_time(t)
-                for t in (e.get("evidence") or {}).get("resumed_at") or []
+                for t in (ev.get("evidence") or {}).get("resumed_at") or []
                 if isinstance(t, str)
             ]
             if not any(k.at - 1 <= t <= k.ready_again + 10 for t in resumed):
-                not_resumed.append((_ts(k.at), str(e["id"])))
+                not_resumed.append((_ts(k.at), str(ev["id"])))
     return Verdict(
         len(stored),
         lost,
@@ -790,7 +790,10 @@ def render(
         )
     else:
         verdict_mem = "flat" if f.flat else "**not flat**"
-    wrap = lambda s: textwrap.fill(s, width=96, break_on_hyphens=False)  # noqa: E731
+
+    def wrap(s: str) -> str:
+        return textwrap.fill(s, width=96, break_on_hyphens=False)
+
     lines = [
         SOAK_SUBHEADING,
         "",
