@@ -2,8 +2,11 @@
 
 It paces itself at the census share of `max_rate` (`discovery.share`), the same pace as the
 daemon's censuses, so that running it next to a daemon keeps the two inside `max_rate`
-together. Without a detector to ask whether a block is down, every block's result is trusted
-(a block silent while its siblings answer is called emptied), so run it when the network is up.
+together. Without a detector to ask whether a block is down, a block's result is trusted unless
+the census itself saw members of its E(b) go silent in a row and come back
+(census.outage_blocks); a block silent while its siblings answer is called emptied, so run it
+when the network is up. Its doubtful streak is stored like the daemon's: a daemon started next
+censuses early if needed.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 from dataclasses import dataclass
 
 from monitor.config import Config, EntityConfig
-from monitor.discovery.census import CensusOutcome, run_census, summarize
+from monitor.discovery.census import CensusOutcome, fold, run_census
 from monitor.discovery.params import MAX_CENSUS
 from monitor.discovery.plan import BlockCensus, census_size
 from monitor.discovery.store import CensusStore
@@ -75,10 +78,10 @@ async def discover_once(cfg: Config, entities: list[EntityConfig]) -> list[Entit
                 tcp=probers[Kind.TCP],
                 tcp_ports=cfg.discovery.tcp_ports,
             )
-            blocks, stats = summarize(
-                e.prefixes, previous, outcome, lambda _b: True, cfg.discovery.min_responsive
+            blocks, stats, run = fold(
+                e.prefixes, previous, outcome, (), cfg.discovery.min_responsive
             )
-            store.save(outcome.run(), blocks, stats)
+            store.save(run, blocks, stats)
             out.append(EntityResult(e.name, outcome, blocks))
     finally:
         store.close()

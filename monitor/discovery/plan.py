@@ -18,6 +18,15 @@ address space that we can afford to know completely:
   probes answered (`availability`).
 - A block with fewer than `min_responsive` addresses in E(b), or availability under
   `MIN_AVAILABILITY` (IODA skips A < 0.1), is unmonitorable: reported, never judged.
+- Trust is judged over the whole census, not at its end: a block is doubtful if the detector
+  believed it down, uncertain or failing on several addresses at any moment of the census, if
+  our vantage was blind, or if the census itself saw `silent_run_limit(A)` members of E(b) in a
+  row stay silent and one of them answer its retry (`outage_runs`: an outage that came and went,
+  also in a block the detector has no belief of yet). A doubtful block's census only adds
+  addresses; the entity is censused again early (`recensus_delay`), and so is an entity after
+  its first census (nothing could vouch for it: a blackout then hides hosts, not removes them).
+- Census order (`census_priority`): entities blind without a census first, the smallest first;
+  then the stalest stored census.
 - Sampling: each round a block is probed at `base` addresses while its belief is certain and
   at `recovery_probes(A)` = ceil(log 0.2 / log(1 - A)) while uncertain or not yet known (the
   number of probes that all fail with at most 20 % chance while the block is up), never more
@@ -43,6 +52,16 @@ MIN_AVAILABILITY = 0.1
 EMPTY_CENSUSES_DOWN = 3
 # The confidence of recovery_probes: all of them fail with at most this chance while up.
 RECOVERY_CONFIDENCE = 0.2
+# A census's own evidence of an outage: this many members of E(b) silent in a row is a chance of
+# at most SILENT_RUN_CONFIDENCE while the block is up (independent losses at A(E(b)) each) ...
+SILENT_RUN_CONFIDENCE = 0.01
+# ... and never fewer than this: two hosts lost in a row is ordinary on a lossy path.
+MIN_SILENT_RUN = 3
+# The first early re-census comes after this share of `discovery.interval` (an hour at the
+# default day): most outages seen in DPRK last minutes to an hour or two, so the next census
+# likely sees the network whole; each further doubtful census in a row doubles the delay (up to
+# the interval), so that an outage of days costs a handful of extra censuses, not one an hour.
+RECENSUS_FRACTION = 1 / 24
 # Availability is clamped into [_A_LO, _A_HI] for the recovery count (1.0 would divide by zero).
 _A_LO, _A_HI = 0.05, 0.95
 
@@ -251,3 +270,66 @@ def choose_sample(
         keyed.append((u ** (1.0 / w), int(addr), addr))
     keyed.sort(reverse=True)
     return [a for _, _, a in keyed[:k]]
+
+
+def silent_run_limit(avail: float, confidence: float = SILENT_RUN_CONFIDENCE) -> int:
+    """Members of E(b) silent in a row that a census takes as an outage of the block:
+    ceil(log c / log(1 - A)), at least MIN_SILENT_RUN."""
+    return max(MIN_SILENT_RUN, recovery_probes(avail, confidence))
+
+
+def outage_runs(
+    trail: Iterable[tuple[IPv4, bool]], members: Collection[IPv4], answered: Collection[IPv4]
+) -> dict[IPv4Net, int]:
+    """Per block, the longest run of members of E(b) (as before the census) silent in a row at
+    their first census probe (`trail`: address, answered, in the order sent; retries and
+    other addresses neither extend nor break a run), counting only runs of which at least one
+    address answered later in the census (`answered`: its retry did). Such a run is an outage
+    that came and went during the census; hosts that left never answer again, so a batch of
+    hosts renumbered away is never taken for one."""
+    seen: set[IPv4] = set()
+    current: dict[IPv4Net, list[IPv4]] = {}
+    longest: dict[IPv4Net, int] = {}
+
+    def close(b: IPv4Net) -> None:
+        run = current.pop(b, [])
+        if any(a in answered for a in run):
+            longest[b] = max(longest.get(b, 0), len(run))
+
+    for addr, ok in trail:
+        if addr in seen or addr not in members:
+            continue
+        seen.add(addr)
+        b = block_of(addr)
+        if ok:
+            close(b)
+        else:
+            current.setdefault(b, []).append(addr)
+    for b in list(current):
+        close(b)
+    return longest
+
+
+def recensus_delay(interval: float, doubtful_streak: int) -> float:
+    """When the next census is due after the latest one: `interval`, or sooner after a census
+    that could not be trusted (`doubtful_streak` such censuses in a row, see RECENSUS_FRACTION)."""
+    if doubtful_streak <= 0:
+        return interval
+    return min(interval, interval * RECENSUS_FRACTION * 2.0 ** min(doubtful_streak - 1, 30))
+
+
+def census_priority(
+    stored: bool, judged_otherwise: bool, size: int, due: float
+) -> tuple[int, float]:
+    """Sort key among the entities whose census is due (smallest first).
+
+    An entity with no stored census and no configured target is blind until its census: it
+    goes first. Among those, and then among the never-censused ones that listed targets already
+    judge, the smallest census first: at the census rate every /24 costs the same time, so for
+    the blocks as a whole the order is a wash (biggest first gets no more blocks judged sooner),
+    but shortest first gets the most entities judged soonest (a /24 entity would wait 3.5 min
+    behind a /22 at the default rate). Then the stored censuses, the most overdue first: the
+    stalest E(b), or the re-check of a doubtful census."""
+    if not stored:
+        return (0 if not judged_otherwise else 1, float(size))
+    return (2, due)

@@ -5,10 +5,16 @@
   sample job in the scheduler (`Scheduler.set_samplers`), whose `pick` draws a few addresses of
   E(b) each round (more while the block's belief is uncertain: plan.probes_per_round).
 - A census runs at start when none is stored or the stored one is older than
-  `discovery.interval`, then every interval; entities one after the other, each address paced
-  by `Scheduler.acquire_background` (a bounded share of `max_rate`).
-- A census is not trusted for a block believed down, nor at all if our vantage was blind
-  during it (see plan.apply_census): an outage never empties E(b).
+  `discovery.interval`, then every interval; entities one after the other (plan.census_priority:
+  the blind ones first, smallest first; then the stalest), each address paced by
+  `Scheduler.acquire_background` (a bounded share of `max_rate`).
+- Trust is judged over the whole census, not at its end (an 8 s blackout is long over by then,
+  and its silent hosts were taken for gone): while a census runs, `_Watch` reads the detector
+  twice a second and on every census result, and marks a block doubtful if it was believed
+  down or uncertain, or failing on several addresses, or the entity down, at any moment; the
+  vantage blind at any moment marks them all. With the census's own evidence
+  (census.outage_blocks), a doubtful block only gains addresses (plan.apply_census), and the
+  entity's next census comes early (plan.recensus_delay): an outage never empties E(b).
 - Addresses configured as ICMP targets are probed every round anyway: they are left out of
   the samples (not of E(b)).
 """
@@ -26,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from monitor.detect.belief import BlockState
-from monitor.detect.model import Change, iso_or_none
-from monitor.discovery.census import CensusOutcome, run_census, summarize
+from monitor.detect.belief import BlockBelief, BlockState
+from monitor.detect.model import Change, State, iso_or_none
+from monitor.discovery.census import CensusOutcome, fold, run_census
 from monitor.discovery.plan import (
     AddressStats,
     BlockCensus,
@@ -37,9 +43,12 @@ from monitor.discovery.plan import (
     SampleState,
     availability,
     census_blocks,
+    census_priority,
+    census_size,
     choose_sample,
     monitorable,
     probes_per_round,
+    recensus_delay,
 )
 from monitor.discovery.store import CensusRun, CensusStore, EntityCensus
 from monitor.probes.base import CallbackProber, IcmpTarget, Prober, ProbeResult, Target
@@ -52,7 +61,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("monitor.discovery")
 
-RETRY_FRACTION = 1 / 24
+# How often a running census reads the detector's view of its blocks (seconds): the detector
+# ticks once a second, a blackout lasts seconds at least.
+WATCH_EVERY = 0.5
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -77,10 +88,6 @@ class _Entity:
     census: EntityCensus
     summaries: dict[IPv4Net, BlockCensus] = field(default_factory=dict)
     running: bool = False
-    # The last census could not be trusted for some block (down, or our vantage blind): the
-    # next one comes sooner than the interval (RETRY_FRACTION of it), so that a census
-    # taken during an outage is not what the blocks are sampled on for a whole day.
-    untrusted: bool = False
 
 
 def _stored_summary(
@@ -99,6 +106,53 @@ def _stored_summary(
         streak,
         monitorable(len(responsive), a, min_responsive),
     )
+
+
+def _doubts(belief: BlockBelief) -> bool:
+    """The detector's belief says the block may not be answering now. A failure run counts
+    once it holds negatives of two addresses: one lost probe starts a run too, and on a lossy
+    path (1-3 %) one happens during nearly every census; it would leave every census untrusted
+    and E(b) would never shed a host."""
+    if belief.state in (BlockState.DOWN, BlockState.UNCERTAIN):
+        return True
+    return belief.in_failure_run and belief.run_distinct >= 2
+
+
+class _Watch:
+    """What the detector said of an entity's blocks at any moment while its census ran."""
+
+    def __init__(self, detector: Detector, entity: str, blocks: Sequence[IPv4Net]) -> None:
+        self.detector = detector
+        self.entity = entity
+        self.blocks = tuple(blocks)
+        self.doubtful: set[IPv4Net] = set()
+        self.blind = False
+        self.look()
+
+    def look(self) -> None:
+        det = self.detector
+        if not det.vantage_healthy:
+            self.blind = True
+        if self.blind or self._entity_down():
+            self.doubtful.update(self.blocks)
+            return
+        for b in self.blocks:
+            if b not in self.doubtful:
+                belief = det.block_state(self.entity, b)
+                if belief is not None and _doubts(belief):
+                    self.doubtful.add(b)
+
+    def _entity_down(self) -> bool:
+        # Down as a whole (e.g. on BGP withdrawals) says every block is, whatever each belief.
+        try:
+            return self.detector.entity_state(self.entity) is State.DOWN
+        except KeyError:
+            return False
+
+    async def poll(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            self.look()
 
 
 class Discovery:
@@ -216,21 +270,37 @@ class Discovery:
         last = ent.census.last
         if last is None:
             return 0.0
-        interval = self.cfg.discovery.interval
-        return last.finished + (interval * RETRY_FRACTION if ent.untrusted else interval)
+        return last.finished + recensus_delay(self.cfg.discovery.interval, last.doubtful)
+
+    def next_due(self, now: float) -> str | None:
+        """The entity whose census is due at `now` and goes first (plan.census_priority), or
+        None."""
+        ready: list[tuple[tuple[int, float], str]] = []
+        for ent in self._entities.values():
+            due = self._due(ent)
+            if due > now:
+                continue
+            e = self._configured[ent.name]
+            key = census_priority(
+                ent.census.last is not None,
+                any(True for _ in e.targets.all()),
+                census_size(e.prefixes),
+                due,
+            )
+            ready.append((key, ent.name))
+        return min(ready)[1] if ready else None
 
     async def run(self) -> None:
         """Census every entity when due, one at a time, forever (until cancelled)."""
         while True:
             self._wake.clear()
             now = time.time()
-            due = sorted((self._due(e), e.name) for e in self._entities.values())
-            if due and due[0][0] <= now:
-                ent = self._entities.get(due[0][1])
-                if ent is not None:
-                    await self.census(ent.name)
+            name = self.next_due(now)
+            if name is not None:
+                await self.census(name)
                 continue
-            wait = min(60.0, due[0][0] - now) if due else 60.0
+            due = [self._due(e) for e in self._entities.values()]
+            wait = min([60.0, *(d - now for d in due)])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
@@ -239,17 +309,16 @@ class Discovery:
         ent = self._entities[name]
         e = self._configured[name]
         d = self.cfg.discovery
-        blind = not self.detector.vantage_healthy
+        watch = _Watch(self.detector, name, census_blocks(e.prefixes))
         metrics = self.metrics
 
         def on_probe(result: ProbeResult) -> None:
-            nonlocal blind
             metrics.record_census(name, result)
-            if not self.detector.vantage_healthy:
-                blind = True
+            watch.look()
 
         ent.running = True
         log.info("census started", entity=name, prefixes=[str(p) for p in e.prefixes])
+        poller = asyncio.create_task(watch.poll())
         try:
             outcome = await run_census(
                 name,
@@ -264,27 +333,23 @@ class Discovery:
             )
         finally:
             ent.running = False
-        blind = blind or not self.detector.vantage_healthy
-
-        def trusted(block: IPv4Net) -> bool:
-            belief = self.detector.block_state(name, block)
-            return not blind and (belief is None or belief.state is not BlockState.DOWN)
-
-        summaries = self._fold(ent, outcome, trusted)
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        watch.look()  # the census's last results may have just been judged
+        summaries = self._fold(ent, outcome, watch.doubtful)
         current = self._entities.get(name)
         if current is not None:  # still censused (a reload may have replaced its record)
             current.census, current.summaries = ent.census, ent.summaries
-            current.untrusted = ent.untrusted
             self._apply_all()
         return summaries
 
     def _fold(
-        self, ent: _Entity, outcome: CensusOutcome, trusted: Callable[[IPv4Net], bool]
+        self, ent: _Entity, outcome: CensusOutcome, doubtful: set[IPv4Net]
     ) -> list[BlockCensus]:
-        summaries, stats = summarize(
-            ent.prefixes, ent.census, outcome, trusted, self.cfg.discovery.min_responsive
+        summaries, stats, run = fold(
+            ent.prefixes, ent.census, outcome, doubtful, self.cfg.discovery.min_responsive
         )
-        run = outcome.run()
         self.store.save(run, summaries, stats)
         ent.census = EntityCensus(
             {b: dict(s) for b, s in stats.items()},
@@ -292,13 +357,14 @@ class Discovery:
             run,
         )
         ent.summaries = {s.block: s for s in summaries}
-        ent.untrusted = any(not s.trusted for s in summaries)
         log.info(
             "census done",
             entity=ent.name,
             probes=run.probes,
             answered=run.answered,
             seconds=round(run.finished - run.started, 1),
+            untrusted=[str(s.block) for s in summaries if not s.trusted],
+            next_census_in=round(recensus_delay(self.cfg.discovery.interval, run.doubtful)),
             blocks={
                 str(s.block): {
                     "responsive": s.size,

@@ -2,9 +2,10 @@
 
 Per entity and address that ever answered a census: when it last answered, census probes
 answered and sent, and whether it is in E(b) now; per entity and block the silent-census
-streak; per entity the censuses run (start, end, probes, answers). Small (a row per answering
-address), written once per census in one transaction, read at start: E(b) and A(E(b)) survive
-restarts, and `dprk-monitor discover` and the daemon share it (WAL, busy timeout).
+streak; per entity the censuses run (start, end, probes, answers, doubtful streak). Small (a
+row per answering address), written once per census in one transaction, read at start: E(b)
+and A(E(b)) survive restarts, and `dprk-monitor discover` and the daemon share it (WAL, busy
+timeout).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS census (
     started REAL NOT NULL,
     finished REAL NOT NULL,
     probes INTEGER NOT NULL,
-    answered INTEGER NOT NULL
+    answered INTEGER NOT NULL,
+    doubtful INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS census_entity ON census (entity, finished);
 """
@@ -55,6 +57,10 @@ class CensusRun:
     finished: float
     probes: int
     answered: int
+    # Censuses in a row, this one included, that could not be trusted for some block (or an
+    # entity's first census): 0 when trusted. It brings the next census forward
+    # (plan.recensus_delay), also across a restart.
+    doubtful: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,9 @@ class CensusStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        cols = {row[1] for row in self._db.execute("PRAGMA table_info(census)")}
+        if "doubtful" not in cols:  # a database from before the column: added, rows kept
+            self._db.execute("ALTER TABLE census ADD COLUMN doubtful INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         self._db.close()
@@ -105,7 +114,7 @@ class CensusStore:
             except ValueError:
                 continue
         row = self._db.execute(
-            "SELECT started, finished, probes, answered FROM census WHERE entity = ? "
+            "SELECT started, finished, probes, answered, doubtful FROM census WHERE entity = ? "
             "ORDER BY finished DESC LIMIT 1",
             (entity,),
         ).fetchone()
@@ -147,9 +156,9 @@ class CensusStore:
                 ],
             )
             db.execute(
-                "INSERT INTO census (entity, started, finished, probes, answered) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (run.entity, run.started, run.finished, run.probes, run.answered),
+                "INSERT INTO census (entity, started, finished, probes, answered, doubtful) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run.entity, run.started, run.finished, run.probes, run.answered, run.doubtful),
             )
             db.execute("COMMIT")
         except BaseException:

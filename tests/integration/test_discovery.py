@@ -90,8 +90,9 @@ def test_prefix_only_entity_judged_per_block_and_follows_renumbered_hosts(
     world: World, daemon: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     """star-jv with prefixes only: after its first census each /24 is judged (belief, entity
-    up) from its answering hosts; two hosts renumbered inside a block are followed after the
-    next census (joined, left) with no config change and no event at all."""
+    up) from its answering hosts, and the first census is re-checked early (interval / 24);
+    two hosts renumbered inside a block are followed after the next census (joined, left)
+    with no config change and no event at all."""
     census_every = 60.0
     text = config_text(
         world,
@@ -123,6 +124,16 @@ def test_prefix_only_entity_judged_per_block_and_follows_renumbered_hosts(
         "every block judged, entity up",
     )
     assert m.total("dprk_monitor_probes_total", entity="star-jv", kind="icmp") > 0
+    # the first census's re-check comes long before the interval; nothing changes in it
+    m = wait(
+        d,
+        lambda m: (census_time(m, "star-jv") or 0) > (first or 0),
+        census_every / 24 + 120,
+        "the first census's re-check",
+    )
+    first = census_time(m, "star-jv")
+    recheck = next(b for b in discovery_doc(d, "star-jv")["blocks"] if b["block"] == STAR[0])
+    assert recheck["joined"] == [] and recheck["left"] == []
 
     world.move_host("198.18.176.1", "198.18.176.201")
     world.move_host("198.18.176.8", "198.18.176.202")

@@ -85,7 +85,8 @@ class _Sink:
 async def test_daemon_service_census_then_sampling_and_restart(tmp_path: Path) -> None:
     """The service censuses an entity with prefixes only at start, the detector then judges
     its block from sampled probes, census probes are counted under kind census, and a restart
-    takes E(b) from the store without a new census."""
+    takes E(b) from the store without a new census (the first one's re-check stays due in an
+    hour)."""
     cfg = config_mod.load(write_config(tmp_path))
     (e,) = cfg.entities
     det = Detector(cfg.detection, [EntitySpec.from_config(e)], [], now=time.time())
@@ -150,7 +151,8 @@ async def test_daemon_service_census_then_sampling_and_restart(tmp_path: Path) -
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         disc.close()
-    # a restart: E(b) comes from the store, no census is due for a day
+    # a restart: E(b) comes from the store; the next census is the first one's re-check, an
+    # hour (interval / 24) after it, not at start
     det2 = Detector(cfg.detection, [EntitySpec.from_config(e)], [], now=time.time())
     disc2 = Discovery(
         cfg, CensusStore(cfg.state_dir), det2, sched, probers.icmp, None, metrics, published.extend
@@ -159,8 +161,10 @@ async def test_daemon_service_census_then_sampling_and_restart(tmp_path: Path) -
     try:
         assert det2.block_state("lo", LOOP) is not None
         assert disc2.status()["entities"]["lo"]["blocks"][0]["responsive"] == 8
-        (due,) = [disc2._due(x) for x in disc2._entities.values()]
-        assert due > time.time() + 3600
+        (ent,) = disc2._entities.values()
+        assert ent.census.last is not None and ent.census.last.doubtful == 1
+        assert disc2._due(ent) == ent.census.last.finished + 3600
+        assert disc2.next_due(time.time()) is None
     finally:
         disc2.close()
         await sched.close()
