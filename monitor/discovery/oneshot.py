@@ -118,6 +118,11 @@ def render(results: list[EntityResult], where: str) -> str:
             f"{o.finished - o.started:.0f} s"
         )
         for b in r.blocks:
+            if not b.trusted:
+                lines.append(
+                    f"  {b.block}: members of E(b) went silent in a row and came back during "
+                    "the census (an outage): addresses only added, none removed"
+                )
             if b.joined or b.left:
                 joined = " ".join(f"+{a}" for a in b.joined)
                 left = " ".join(f"-{a}" for a in b.left)

@@ -388,6 +388,8 @@ class Discovery:
                 "last_census": iso_or_none(last.finished if last else None),
                 "next_census": iso_or_none(self._due(ent) or time.time()),
                 "running": ent.running,
+                # doubtful censuses in a row (or the first one): why next_census comes early
+                "doubtful_censuses": last.doubtful if last else 0,
                 "blocks": [_block_doc(s) for _, s in sorted(ent.summaries.items())],
                 "unmonitorable": [
                     str(b) for b, s in sorted(ent.summaries.items()) if not s.monitorable
@@ -405,6 +407,8 @@ def _block_doc(s: BlockCensus) -> dict[str, Any]:
         "responsive": s.size,
         "availability": round(s.availability, 4),
         "monitorable": s.monitorable,
+        # False: the block looked down at some moment of the census, which only added to E(b)
+        "trusted": s.trusted,
         "joined": [str(a) for a in s.joined],
         "left": [str(a) for a in s.left],
     }

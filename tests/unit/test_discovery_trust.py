@@ -218,6 +218,8 @@ async def test_block_failing_mid_census_then_up_keeps_e_b_and_recensuses_early(
         assert summary.left == () and not summary.trusted
         last = h.disc._entities["e"].census.last
         assert last is not None and last.doubtful == 2  # the first census, then this one
+        doc = h.disc.status()["entities"]["e"]
+        assert doc["doubtful_censuses"] == 2 and doc["blocks"][0]["trusted"] is False
         assert h.disc._due(h.disc._entities["e"]) == last.finished + DAY * RECENSUS_FRACTION * 2
 
 
