@@ -43,7 +43,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from monitor.probes.base import IPAddress
@@ -220,6 +220,8 @@ class BlockBelief:
         if a is None or not self._responsive(a):
             return False  # not in E(b): its silence says nothing
         a.last_probe = max(a.last_probe, started)
+        if self.state is BlockState.UNKNOWN:
+            return False  # E(b) from a census, no answer yet: silence alone judges nothing
         if started < self._stale_before:
             return False
         if started < self.last_positive:
@@ -263,6 +265,18 @@ class BlockBelief:
         for addr in gone:
             del self._addrs[addr]
         self.run_distinct = sum(1 for a in self._addrs.values() if a.run)
+
+    def seed(self, answered: Mapping[IPAddress, float]) -> None:
+        """Add E(b) known from elsewhere (a census): each address with the started time of
+        its latest answer there. Their failures then count as soon as the block is known (up
+        after any answer), instead of each address having to answer once first (with one
+        sample per round, ~n rounds of a block's outage went unseen). A block seeded while
+        unknown stays unknown until an answer: a census alone does not judge it."""
+        for addr, t in answered.items():
+            a = self._addrs.get(addr)
+            if a is None:
+                a = self._addrs[addr] = _Addr()
+            a.last_ok = max(a.last_ok, t)
 
     def force_down(self, at: float) -> bool:
         """Down on evidence from outside the block (its run is part of a joint failure of the

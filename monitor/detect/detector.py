@@ -135,6 +135,10 @@ _MAX_LISTED_TARGETS = 50
 # Least time between two evaluations of an entity triggered by probe results (seconds).
 _EVAL_GAP = 0.25
 _RECOVERED = "recovered"
+# An extra probe asked for and not seen back after this long is forgotten (seconds).
+_ASK_TTL = 120.0
+# Ordinary answers whose gaps are learned before the answer-gap suspicion is armed.
+_GAP_WARMUP = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +399,16 @@ class _Entity:
         self.last_answer_at = _NEVER
         self.answer_gap: float | None = None
         self.answers_seen = 0
+        # The gap is learned from answers to the rounds' own probes only: the answers to a
+        # burst or to extra probes arrive together, and learning their gaps of a few ms made
+        # the rounds' ordinary gaps look suspicious (a burst every round, fed by its own
+        # answers). `asked`: extra probes asked for and not yet seen back (target -> (when
+        # the oldest was asked, how many)); `long_gap`: the longest ordinary gap lately (the
+        # rounds' slots of a small entity are uneven: 2.5, 2.5 and 25 s for satgate).
+        self.last_ordinary_at = _NEVER
+        self.long_gap = 0.0
+        self.asked: dict[Target, tuple[float, int]] = {}
+        self.asked_swept = _NEVER
         self.suspect_since: float | None = None
         self.burst_at = _NEVER
         self.last_joint = _NEVER  # latest check of the joint evidence of the blocks
@@ -584,8 +598,9 @@ class Detector:
         if healthy and block.state is not BlockState.DOWN and block.is_responsive(addr):
             rtt = result.rtt if result.ok and result.kind is Kind.ICMP else None
             e.loss.window.add(t, not answered, rtt)
+        ordinary = self._ordinary(e, result)
         if answered:
-            self._answer_seen(e, now)
+            self._answer_seen(e, now, ordinary)
         elif (
             healthy
             and block.run_count > counted
@@ -674,12 +689,20 @@ class Detector:
         return [EventUpdated(self._record(e, e.event), e.event.kind)]
 
     def set_samples(
-        self, entity: str, samples: Mapping[IPNetwork, Iterable[IPAddress]], now: float
+        self,
+        entity: str,
+        samples: Mapping[IPNetwork, Iterable[IPAddress]],
+        now: float,
+        answered: Mapping[ipaddress.IPv4Address, float] | Mapping[IPAddress, float] | None = None,
     ) -> list[Change]:
         """The sampled blocks of `entity` and their E(b) (after a census; replaces the previous
         ones). Addresses that left E(b) are forgotten by their block (configured ones kept);
-        blocks neither sampled nor configured stop being judged. Returns what changed at once
-        (an entity judged again: a block that was down and is no longer judged)."""
+        blocks neither sampled nor configured stop being judged. Every address of E(b) joins
+        its block's belief at once, so that its failures count before it answered since the
+        start; `answered` gives each one's latest census answer (started time; `now` for an
+        address it lacks), which bounds its stay in E(b) by `responsive_ttl`. Returns what
+        changed at once (an entity judged again: a block that was down and is no longer
+        judged)."""
         e = self._entities.get(entity)
         if e is None:
             return []
@@ -690,6 +713,9 @@ class Detector:
             if block is not None:
                 block.retain(addrs | configured)
         e.configure(e.spec, self.params)
+        times: dict[IPAddress, float] = {a: t for a, t in (answered or {}).items()}
+        for net, addrs in e.sampled.items():
+            e.blocks[net].seed({a: times.get(a, now) for a in addrs})
         return self._evaluate(e, now) if self._vantage.healthy else []
 
     def block_state(self, entity: str, block: IPNetwork) -> BlockBelief | None:
@@ -714,26 +740,59 @@ class Detector:
 
     # --- fast evidence: answer gaps, bursts, joint failure ---------------------------------------
 
-    def _answer_seen(self, e: _Entity, now: float) -> None:
-        """An answer of an ever-responsive address arrived at `now`: learn the usual gap."""
-        if e.last_answer_at > _NEVER and now >= e.last_answer_at:
-            gap = now - e.last_answer_at
-            if e.answer_gap is None:
-                e.answer_gap = gap
-            else:
-                # Capped: the long silence of an outage is not the usual gap.
-                e.answer_gap += 0.1 * (min(gap, 4.0 * e.answer_gap) - e.answer_gap)
-            e.answers_seen += 1
+    @staticmethod
+    def _ordinary(e: _Entity, result: ProbeResult) -> bool:
+        """Whether `result` answers a probe of the rounds (scheduled, re-probe, sample), not
+        one the detector asked for (extra, burst, settling): those are forgotten as seen."""
+        asked = e.asked.get(result.target)
+        if asked is None or result.started < asked[0]:
+            return True  # not asked for, or sent before it was (a scheduled probe)
+        if asked[1] > 1:
+            e.asked[result.target] = (asked[0], asked[1] - 1)
+        else:
+            del e.asked[result.target]
+        return False
+
+    def _answer_seen(self, e: _Entity, now: float, ordinary: bool = True) -> None:
+        """An answer of an ever-responsive address arrived at `now`: no suspicion any more;
+        from an ordinary probe, learn the usual gap and the longest usual gap."""
         e.last_answer_at = max(e.last_answer_at, now)
         e.suspect_since = None
+        if not ordinary:
+            return
+        if e.last_ordinary_at > _NEVER and now >= e.last_ordinary_at:
+            gap = now - e.last_ordinary_at
+            if e.answer_gap is None:
+                e.answer_gap = gap
+            elif e.answers_seen < _GAP_WARMUP:
+                # The first gaps: their plain mean (an EWMA from the first gap, capped at 4x,
+                # stayed low for minutes when the first gaps were short).
+                e.answer_gap += (gap - e.answer_gap) / (e.answers_seen + 1)
+            else:
+                # Capped: the long silence of an outage is not the usual gap.
+                gap = min(gap, 4.0 * e.answer_gap)
+                e.answer_gap += 0.1 * (gap - e.answer_gap)
+            # The longest gap of about the last 64 answers (several rounds of a small entity).
+            e.long_gap = max(gap, e.long_gap * (1.0 - 1.0 / 64))
+            e.answers_seen += 1
+        e.last_ordinary_at = max(e.last_ordinary_at, now)
 
     def _tick_suspect(self, e: _Entity, now: float) -> None:
-        """Suspect the entity's network when no answer came for far longer than usual."""
+        """Suspect the entity's network when no answer came for far longer than usual: over
+        `suspect_after` times the usual gap and longer than the rounds' longest usual gap
+        (by a quarter: arrival jitter), so that the slots' own unevenness never suspects."""
         p = self.params
-        if e.suspect_since is not None or e.answer_gap is None or e.answers_seen < 10:
+        if e.suspect_since is not None or e.answer_gap is None or e.answers_seen < _GAP_WARMUP:
             return
-        if now - e.last_answer_at > max(p.suspect_min, p.suspect_after * e.answer_gap):
+        usual = max(p.suspect_min, p.suspect_after * e.answer_gap, 1.25 * e.long_gap)
+        if now - e.last_answer_at > usual:
             e.suspect_since = now
+
+    @staticmethod
+    def _asking(e: _Entity, target: Target, now: float) -> None:
+        """Remember an extra probe asked for (see `_ordinary`)."""
+        first, n = e.asked.get(target, (now, 0))
+        e.asked[target] = (first, n + 1)
 
     def _joint_down(self, e: _Entity, now: float) -> bool:
         """Blocks failing together: every known block of the entity is down or in a failure
@@ -796,24 +855,35 @@ class Detector:
         out: list[tuple[str, Target]] = []
         cap = self.params.extra_max
         for e in self._entities.values():
-            if e.suspect_since is not None and e.burst_at < e.suspect_since:
-                e.burst_at = now
-                out += self._burst(e, now, cap - len(out))
-            # A block going down is often the first sign of a blackout: check the others now.
-            check = any(
-                b.state in (BlockState.DOWN, BlockState.UNCERTAIN) for b in e.blocks.values()
-            )
-            for block in e.blocks.values():
-                if len(out) >= cap:
-                    return out
-                if not (block.in_failure_run or check):
-                    continue
-                limit = min(self.params.extra_per_block, cap - len(out))
-                for addr in block.wanted(now, e.probe_for, limit, check):
-                    out.append((e.name, e.probe_for[addr]))
-            if e.settling and len(out) < cap:
-                out += self._settle_probes(e, now, cap - len(out))
+            mark = len(out)
+            self._want(e, now, cap, out)
+            for _, target in out[mark:]:
+                self._asking(e, target, now)
+            if e.asked and now - e.asked_swept >= _ASK_TTL / 4:
+                # Asks never seen back (refused by a full scheduler, or no address to match).
+                e.asked_swept = now
+                e.asked = {t: a for t, a in e.asked.items() if now - a[0] < _ASK_TTL}
+            if len(out) >= cap:
+                break
         return out
+
+    def _want(self, e: _Entity, now: float, cap: int, out: list[tuple[str, Target]]) -> None:
+        """The extra probes of one entity (see `wanted_probes`), appended to `out`."""
+        if e.suspect_since is not None and e.burst_at < e.suspect_since:
+            e.burst_at = now
+            out += self._burst(e, now, cap - len(out))
+        # A block going down is often the first sign of a blackout: check the others now.
+        check = any(b.state in (BlockState.DOWN, BlockState.UNCERTAIN) for b in e.blocks.values())
+        for block in e.blocks.values():
+            if len(out) >= cap:
+                return
+            if not (block.in_failure_run or check):
+                continue
+            limit = min(self.params.extra_per_block, cap - len(out))
+            for addr in block.wanted(now, e.probe_for, limit, check):
+                out.append((e.name, e.probe_for[addr]))
+        if e.settling and len(out) < cap:
+            out += self._settle_probes(e, now, cap - len(out))
 
     def _burst(self, e: _Entity, now: float, cap: int) -> list[tuple[str, Target]]:
         """A suspected network: `burst_probes` extra probes at once, shared among its blocks

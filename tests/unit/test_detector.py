@@ -188,7 +188,11 @@ class Sim:
         spec_controls: tuple[EntitySpec, list[Target]] | None = None,
         detector: Detector | None = None,
         max_rate: float | None = None,
+        lane: Sequence[str] = (),
     ) -> None:
+        """`lane`: the scheduler's job keys ("entity/kind/key") of other entities' targets
+        sharing the entity lane (not simulated), so that this entity's slots fall where the
+        scheduler puts them among the others (unevenly, for a small entity)."""
         self.world = world
         self.spec, self.controls = spec_controls or dprk_box()
         self.det = detector or Detector(params, [self.spec], self.controls, now=start)
@@ -208,9 +212,11 @@ class Sim:
             [(self.spec.name, t) for t in self.spec.targets],
             [(None, t) for t in self.controls],
         ]
-        for jobs in lanes:
+        for i, jobs in enumerate(lanes):
             keys = [f"{e}/{t.kind}/{t.key}" for e, t in jobs]
-            for (entity, target), off in zip(jobs, slot_offsets(keys, interval), strict=True):
+            others = list(lane) if i == 0 else []
+            offsets = slot_offsets(keys + others, interval)
+            for (entity, target), off in zip(jobs, offsets, strict=False):
                 self._schedule_round(entity, target, start + 1.0 + off)
 
     def _push(self, at: float, fn: Callable[[float], None]) -> None:

@@ -29,14 +29,16 @@ def prefixes_only() -> Detector:
     return det
 
 
-def feed(det: Detector, addr: ipaddress.IPv4Address, ok: bool, t: float) -> list[Change]:
+def feed(
+    det: Detector, addr: ipaddress.IPv4Address, ok: bool, t: float, entity: str = "star-jv"
+) -> list[Change]:
     target = IcmpTarget(addr)
     r = (
         ProbeResult.success(target, t, 0.01)
         if ok
         else ProbeResult.failure(target, t, Reason.TIMEOUT)
     )
-    return det.observe("star-jv", r, t + (0.01 if ok else 1.0))
+    return det.observe(entity, r, t + (0.01 if ok else 1.0))
 
 
 def warm_up(det: Detector) -> float:
@@ -118,3 +120,56 @@ def test_reconfigure_keeps_the_samples() -> None:
     block = det.block_state("star-jv", NET)
     assert block is not None and block.state is BlockState.UP
     assert feed(det, HOSTS[0], True, t) == [] and block.is_responsive(HOSTS[0])
+
+
+def warm_up_one_sample(det: Detector) -> float:
+    """Like the daemon with one sample per block per round: only the first address of each
+    block answers before the fault (the others were not drawn since the start)."""
+    t = T0
+    for _ in range(10):
+        feed(det, HOSTS[0], True, t)
+        feed(det, HOSTS2[0], True, t + 0.5)
+        det.tick(t + 1.0)
+        t += 30.0
+    return t
+
+
+def test_failures_of_census_addresses_count_before_they_answered() -> None:
+    """E(b) from the census reaches the block: a failure of a census address that has not
+    answered since the start starts the block's failure run (it was dropped as not in E(b))."""
+    det = prefixes_only()
+    t = warm_up_one_sample(det)
+    block = det.block_state("star-jv", NET)
+    assert block is not None and block.state is BlockState.UP
+    assert set(block.responsive()) == set(HOSTS)
+    feed(det, HOSTS[1], False, t)
+    assert block.fail_start == t and block.run_count == 1
+
+
+def test_census_alone_does_not_judge_a_block() -> None:
+    """A block seeded from the census stays unknown until one of its addresses answers: no
+    outage is judged on silence alone after a start."""
+    det = prefixes_only()
+    changes: list[Change] = []
+    for k in range(60):
+        for a in HOSTS:
+            changes += feed(det, a, False, T0 + k)
+        changes += det.tick(T0 + k + 1.0)
+    block = det.block_state("star-jv", NET)
+    assert block is not None and block.state is BlockState.UNKNOWN
+    assert not [c for c in changes if isinstance(c, EventOpened)]
+
+
+def test_census_answer_times_bound_e_b() -> None:
+    """An address whose census answer is older than `responsive_ttl` before the block's
+    latest answer is not in E(b): its silence says nothing."""
+    det = Detector(entities=[EntitySpec("star-jv", (NET,), ())], now=T0)
+    ttl = det.params.responsive_ttl
+    last = {HOSTS[0]: T0 - 60.0, HOSTS[1]: T0 - 60.0, HOSTS[2]: T0 - 2 * ttl}
+    det.set_samples("star-jv", {NET: HOSTS}, T0, answered=last)
+    feed(det, HOSTS[0], True, T0)
+    block = det.block_state("star-jv", NET)
+    assert block is not None
+    assert set(block.responsive()) == {HOSTS[0], HOSTS[1]}
+    feed(det, HOSTS[2], False, T0 + 1.0)
+    assert block.fail_start is None

@@ -1,0 +1,199 @@
+"""Small entities (one /24, three addresses, like kptc-unicom and satgate) and sampled blocks,
+driven like the daemon drives the detector (tests/unit/test_detector.py's simulated world):
+slots where the scheduler puts them among every entity of the default config, re-probes,
+extra probes, results after their RTT or the timeout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from pathlib import Path
+
+import pytest
+
+from monitor import config
+from monitor.detect.belief import BlockState
+from monitor.detect.detector import Detector, EntitySpec
+from monitor.detect.model import EventKind, State
+from monitor.probes.base import IcmpTarget, Reason, Target
+from tests.unit.test_detector import (
+    DEFAULTS,
+    T0,
+    Sim,
+    World,
+    at,
+    ip,
+    real_path,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTROLS: list[Target] = [IcmpTarget(ip(f"198.19.0.{i}")) for i in range(1, 4)]
+
+
+def default_lane() -> list[str]:
+    """The scheduler's job keys of every target of config/dprk.yaml (the entity lane)."""
+    cfg = config.load(ROOT / "config" / "dprk.yaml")
+    return [f"{e.name}/{t.kind}/{t.key}" for e in cfg.entities for t in e.targets.all()]
+
+
+def small_spec(name: str) -> EntitySpec:
+    """`name` of the default config (kptc-unicom, satgate) with its own addresses: three ICMP
+    targets in one /24 (never sent: the world is simulated)."""
+    cfg = config.load(ROOT / "config" / "dprk.yaml")
+    ent = next(e for e in cfg.entities if e.name == name)
+    return EntitySpec(name, tuple(ent.prefixes), tuple(ent.targets.all()))
+
+
+def small_sim(name: str, world: World, lane: list[str] | None = None) -> Sim:
+    """The entity `name` alone in `world`, its slots as in the daemon's lane (`lane`, default:
+    every target of the default config)."""
+    spec = small_spec(name)
+    others = [k for k in (default_lane() if lane is None else lane) if not k.startswith(name)]
+    return Sim(world, spec_controls=(spec, CONTROLS), lane=others, **DEFAULTS)  # type: ignore[arg-type]
+
+
+def skewed_lane(name: str) -> list[str]:
+    """Other keys chosen so that `name`'s three slots bunch together: two gaps of ~1 s and one
+    of 26 s or more (the worst case for a learned mean gap)."""
+    from monitor.scheduler import slot_offsets
+
+    spec = small_spec(name)
+    own = [f"{name}/{t.kind}/{t.key}" for t in spec.targets]
+    rng = random.Random(7)
+    for i in range(4000):
+        n = 27 - i % 20  # the fewer other targets, the likelier a bunched layout
+        others = [f"filler/icmp/198.51.100.{rng.randrange(1 << 16)}" for _ in range(n)]
+        offs = sorted(slot_offsets(own + others, 30.0)[:3])
+        gaps = [offs[1] - offs[0], offs[2] - offs[1], 30.0 - offs[2] + offs[0]]
+        if max(gaps) >= 26.0:
+            return others
+    raise AssertionError("no skewed layout found")
+
+
+# --- steady state: no probes beyond the rounds --------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["default", "skewed"])
+@pytest.mark.parametrize(("name", "rtt"), [("kptc-unicom", 0.3), ("satgate", 0.65)])
+def test_no_suspicion_bursts_in_steady_state(name: str, rtt: float, layout: str) -> None:
+    """With every address answering (a realistic path's RTT and jitter, no loss), a small
+    entity gets no extra probe over an hour: the answer-gap suspicion does not feed on the
+    answers of its own bursts (kptc-unicom was probed twice per round, 720/h not 360/h)."""
+    lane = skewed_lane(name) if layout == "skewed" else None
+    for seed in range(4):
+        w = World(seed=seed, rtt=lambda t: rtt, jitter=0.15)
+        sim = small_sim(name, w, lane)
+        sim.run_until(at(3600))
+        assert sim.extras <= 3, (seed, sim.extras)
+        assert sim.log.opened() == []
+
+
+# --- blackouts: flagged within one timeout and a confirmation burst --------------------------
+
+
+def flagged_after_first_failure(name: str) -> list[float]:
+    """Per phase of the rounds: the blackout's event opened - its start (the first failed
+    probe), after checking the start is that probe (<= one slot after the fault) and the
+    event is one blackout."""
+    out = []
+    for seed in range(12):
+        start = at(600 + seed * 2.7)
+        w = real_path(seed, blackout=[(start, at(900))])
+        sim = small_sim(name, w)
+        sim.run_until(at(1000))
+        t_open, ev = sim.log.first_open()
+        assert ev.kind is EventKind.BLACKOUT, (seed, ev.kind)
+        assert start <= ev.start <= start + 30.0, (seed, ev.start - start)
+        assert len(sim.log.opened()) == 1
+        out.append(t_open - ev.start)
+    return out
+
+
+@pytest.mark.parametrize("name", ["kptc-unicom", "satgate"])
+def test_small_entity_flagged_within_a_timeout_and_a_burst(name: str) -> None:
+    """A blackout of a small entity is flagged about one timeout (3 s) after its first failed
+    probe is known: that failure sends confirmation probes to the block's other addresses,
+    each address again every `repeat_spacing` until the block is down or answers, so the
+    12 negatives the belief needs come from ~4 s of probing, not one timeout per address."""
+    delays = sorted(flagged_after_first_failure(name))
+    assert delays[len(delays) // 2] <= 10.5, delays
+    assert delays[-1] <= 12.0, delays
+
+
+# --- 30 % random loss over many rounds --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["kptc-unicom", "satgate"])
+def test_small_entity_under_30_percent_loss_opens_nothing(name: str) -> None:
+    """30 % loss per packet each way (51 % round trip) from the moment the entity is warm,
+    20 seeds of an hour, slots as in the daemon: never down, no network event (degraded may
+    be: that is what it says of such loss on three addresses)."""
+    for seed in range(20):
+        w = real_path(seed, loss=0.0)
+        w.loss = lambda t: 0.51 if t > at(120) else 0.0
+        sim = small_sim(name, w)
+        sim.run_until(at(3720))
+        kinds = {e.kind for e in sim.log.opened()}
+        assert kinds <= {EventKind.DEGRADED}, (seed, kinds)
+        assert State.DOWN not in [s for _, s in sim.log.states()], seed
+        blocks = sim.det._entities[name].blocks.values()
+        assert all(b.state is not BlockState.DOWN for b in blocks), seed
+
+
+# --- sampled blocks: E(b) from the census counts at once ------------------------------------
+
+
+def test_sampled_block_blackout_counts_every_census_address() -> None:
+    """A sampled block whose census E(b) holds three addresses, of which the daemon's one
+    sample per round drew only one since the start: a blackout is flagged within about a
+    timeout and a burst of its first failure, from failures of all three (it took ~12
+    timeouts of the one address that had answered: 42-50 s in bench_census)."""
+    net = ipaddress.IPv4Network("198.18.210.0/24")
+    hosts = [ip("198.18.210.1"), ip("198.18.210.7"), ip("198.18.210.9")]
+    delays = []
+    for seed in range(6):
+        start = at(600 + seed * 4.1)
+        spec = EntitySpec("kptc-unicom", (net,), ())
+        det = Detector(entities=[spec], controls=CONTROLS, now=T0)
+        det.set_samples("kptc-unicom", {net: hosts}, T0)  # as monitor.discovery calls it
+        w = real_path(seed, blackout=[(start, at(900))])
+        sim = Sim(w, spec_controls=(spec, CONTROLS), detector=det, **DEFAULTS)  # type: ignore[arg-type]
+        # The sample job: one address per round, always the first here (the others were not
+        # drawn since the start).
+        sim._schedule_round("kptc-unicom", IcmpTarget(hosts[0]), T0 + 5.0)
+        sim.run_until(at(1000))
+        t_open, ev = sim.log.first_open()
+        assert ev.kind is EventKind.BLACKOUT
+        delays.append(t_open - ev.start)
+    assert max(delays) <= 12.0, delays
+
+
+class _HostGone(World):
+    """A world where one address stops answering for good at `gone_at` (renumbered)."""
+
+    gone: Target = IcmpTarget(ip("198.18.210.1"))
+    gone_at: float = at(600)
+
+    def answer(self, target: Target, t: float, control: bool) -> tuple[bool, Reason | None]:
+        if target == self.gone and t >= self.gone_at:
+            return False, Reason.TIMEOUT
+        return super().answer(target, t, control)
+
+
+def test_one_dead_host_of_a_sampled_block_is_not_an_outage() -> None:
+    """The one census address the daemon drew since the start stops answering while the other
+    addresses of E(b) answer: no event (judged on that address alone, its block went down)."""
+    net = ipaddress.IPv4Network("198.18.210.0/24")
+    hosts = [ip("198.18.210.1"), ip("198.18.210.7"), ip("198.18.210.9")]
+    for seed in range(4):
+        spec = EntitySpec("kptc-unicom", (net,), ())
+        det = Detector(entities=[spec], controls=CONTROLS, now=T0)
+        det.set_samples("kptc-unicom", {net: hosts}, T0)
+        w = _HostGone(seed=seed, rtt=lambda t: 0.3, jitter=0.15)
+        sim = Sim(w, spec_controls=(spec, CONTROLS), detector=det, **DEFAULTS)  # type: ignore[arg-type]
+        sim._schedule_round("kptc-unicom", IcmpTarget(hosts[0]), T0 + 5.0)
+        sim.run_until(at(1800))
+        assert sim.log.opened() == [], seed
+        block = det.block_state("kptc-unicom", net)
+        assert block is not None and block.state is BlockState.UP
