@@ -27,7 +27,12 @@ Three questions (issue 12), each answered at the receiver or from the daemon's o
 
 `--long-warm SECONDS` adds blackouts with sampled blocks that long after the daemon's start (the
 detector's belief has then seen most of E(b) answer); `--add-to RAW --census-from DIR` runs only
-those and adds them to a saved result. Each run is a worker process (`--worker JSON`) with its
+those and adds them to a saved result. `--detect-only --add-to RAW --census-from DIR` runs only
+question 3 (`--variants`: listed, sampled, and sampled-census: the same sampled world with
+star-jv's stored census made a day older, so that its census runs during the blackout; after the
+run the worker waits for that census to end and reports E(b) per block against the stored one,
+whether each block's census was trusted and when the next census comes), and replaces the
+detection results of RAW (the politeness and steady-state ones are kept). Each run is a worker process (`--worker JSON`) with its
 own world; at most `--parallel` worlds at
 a time. The summary goes to the "Census and block sampling" section of docs/BENCHMARKS.md.
 """
@@ -297,13 +302,17 @@ def detect_worker(job: dict[str, Any]) -> dict[str, Any]:
     from monitor.sim.world import World
 
     sampled = job["variant"] != "listed"
+    during = job["variant"] == "sampled-census"
     warm = float(job.get("warm", 0.0))
+    stored: dict[str, int] = {}
     with World.build() as w, tempfile.TemporaryDirectory(prefix="bench-census-") as tmp:
         state = Path(tmp) / "var"
         state.mkdir()
         if sampled and job.get("census"):
             for f in Path(job["census"]).glob("census.sqlite3*"):
                 shutil.copy2(f, state / f.name)
+            if during:
+                stored = age_census(state / "census.sqlite3", "star-jv", 2 * 86400.0)
             text = world_config(
                 w,
                 state,
@@ -340,11 +349,64 @@ def detect_worker(job: dict[str, Any]) -> dict[str, Any]:
             m = d.metrics()
             census_probes = m.total("dprk_monitor_probes_total", kind="census") - census_before
             all_events = d.outages() or []
+            after: dict[str, Any] | None = None
+            if during:
+                after = census_after(d, started, stored)
         finally:
             d.stop()
         out = dataclasses.asdict(o)
-        out.update(job=job, census_probes=census_probes, all_events=len(all_events))
+        out.update(
+            job=job, census_probes=census_probes, all_events=len(all_events), census_after=after
+        )
         return out
+
+
+def age_census(path: Path, entity: str, by: float) -> dict[str, int]:
+    """Make `entity`'s stored censuses `by` seconds older (so one is due at start); returns its
+    stored E(b) size per block."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute(
+            "UPDATE census SET started = started - ?, finished = finished - ? WHERE entity = ?",
+            (by, by, entity),
+        )
+        db.commit()
+        rows = db.execute(
+            "SELECT block, SUM(responsive) FROM address WHERE entity = ? GROUP BY block",
+            (entity,),
+        ).fetchall()
+    finally:
+        db.close()
+    return {str(b): int(n) for b, n in rows}
+
+
+def census_after(d: Any, started: float, stored: dict[str, int]) -> dict[str, Any]:
+    """After a blackout during star-jv's census: wait for the census to end, then its E(b)
+    per block against the stored one, each block's trust and the next census (from the API)."""
+    deadline = time.time() + 420
+    while time.time() < deadline:
+        t = d.metrics().value("dprk_monitor_census_last_timestamp_seconds", None, entity="star-jv")
+        if t is not None and t > started:
+            break
+        time.sleep(2.0)
+    doc = d.status()["discovery"]["entities"]["star-jv"]
+    return {
+        "blocks": [
+            {
+                "block": b["block"],
+                "stored": stored.get(b["block"], 0),
+                "after": b["responsive"],
+                "left": len(b["left"]),
+                "trusted": b.get("trusted"),
+                "monitorable": b["monitorable"],
+            }
+            for b in doc["blocks"]
+        ],
+        "doubtful": doc.get("doubtful_censuses"),
+        "last_census": doc.get("last_census"),
+        "next_census": doc.get("next_census"),
+        "running": doc.get("running"),
+    }
 
 
 # -- orchestration -----------------------------------------------------------------------------
@@ -517,6 +579,33 @@ def steady_summary(r: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def benchlib_commit() -> str:
+    """The checkout's commit (short), with "+changes" when files differ from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" (+ others' uncommitted changes in the checkout)" if dirty else "")
+
+
+def benchlib_iso(text: str) -> float:
+    """Epoch seconds of an ISO 8601 UTC time from the API."""
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def fmt(values: list[float], unit: str = " s") -> str:
     return benchlib.spread(values, ".1f") + (unit if values else "")
 
@@ -531,6 +620,7 @@ def render(
     command: str,
     wall: float,
     load_after: str,
+    detect_info: dict[str, str] | None = None,
 ) -> str:
     ok = [r for r in results if "error" not in r]
     census = sorted(
@@ -608,8 +698,8 @@ def render(
         )
     lines += ["Per entity (census start to end):", "", *per_ent, ""]
 
-    steady = [(r, steady_summary(r)) for r in census if r.get("steady")]
-    steady = [(r, s) for r, s in steady if s]
+    summaries = [(r, steady_summary(r)) for r in census if r.get("steady")]
+    steady = [(r, s) for r, s in summaries if s is not None]
     if steady:
         lines += [
             "### Probes per hour per /24 in steady state",
@@ -684,10 +774,29 @@ def render(
             " *start error*: event start - fault; *closed*: repair → `outage_active` 0; *false "
             "events*: star-jv events beyond the one expected.",
             "",
+        ]
+        if detect_info:
+            lines += [
+                f"- these runs: {detect_info['date']}, code at commit {detect_info['commit']}; "
+                f"command: `{detect_info['command']}`; load average {detect_info['load']} at "
+                f"the start, {detect_info['load_after']} at the end (shared machine); wall "
+                f"time {float(detect_info['wall']) / 60:.0f} min",
+                "",
+            ]
+        lines += [
             "| targets | blackout | runs ok | flagged | start error | closed | end error "
             "| events | false events |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
+        if any(k[0] == "sampled-census" for k in by):
+            lines[-2:-2] = [
+                "*Sampled, census running*: the same sampled world, with star-jv's stored census "
+                "made two days older, so that the daemon censuses star-jv's /22 (1,024 addresses "
+                "at 5/s, about 220 s) from its start: the blackout (two intervals after the start,"
+                " held three) falls inside that census. After the run the census is let finish "
+                "and star-jv's E(b) is read back (below the table).",
+                "",
+            ]
         if any(k[0] == "sampled-long" for k in by):
             lines[-2:-2] = [
                 "*Sampled, N min after start*: the same, but the blackout comes N minutes after "
@@ -696,7 +805,7 @@ def render(
                 "only once it has answered since the start (see the note below).",
                 "",
             ]
-        order = {"listed": 0, "sampled": 1, "sampled-long": 2}
+        order = {"listed": 0, "sampled": 1, "sampled-census": 2, "sampled-long": 3}
         for key in sorted(by, key=lambda k: (k[1], order.get(k[0], 3))):
             rs = by[key]
             n_fail = sum(1 for f in failed if (f["job"]["variant"], f["job"]["mode"]) == key)
@@ -711,6 +820,8 @@ def render(
             label = key[0]
             if label == "sampled-long":
                 label = f"sampled, {rs[0]['job']['warm'] / 60:.0f} min after start"
+            elif label == "sampled-census":
+                label = "sampled, census running"
             lines.append(
                 f"| {label} | {key[1]} | {len(rs)}/{len(rs) + n_fail} "
                 f"| {fmt(vals('detect_delay'))} | {fmt(vals('start_error'))} "
@@ -721,6 +832,32 @@ def render(
                 + " |"
             )
         lines.append("")
+        during = [r for r in detect if r.get("census_after")]
+        if during:
+            lines += [
+                "star-jv's E(b) after the census that the blackout fell into (stored → after, "
+                "per /24; *untrusted*: the census saw the block down at some moment, so it only "
+                "added addresses; *next census*: minutes after that census):",
+                "",
+            ]
+            for r in sorted(during, key=lambda r: (r["job"]["mode"], r["job"]["run"])):
+                a = r["census_after"]
+                blocks = ", ".join(
+                    f"{b['block']} {b['stored']}→{b['after']}"
+                    + ("" if b["trusted"] else " untrusted")
+                    + ("" if b["monitorable"] else " UNMONITORABLE")
+                    for b in a["blocks"]
+                )
+                nxt = ""
+                if a.get("last_census") and a.get("next_census") and not a.get("running"):
+                    gap = benchlib_iso(a["next_census"]) - benchlib_iso(a["last_census"])
+                    nxt = f"; next census {gap / 60:.0f} min later"
+                lines.append(
+                    f"- {r['job']['mode']} run {r['job']['run']}: {blocks}; doubtful "
+                    f"censuses {a.get('doubtful')}{nxt}"
+                    + ("; census still running at the end" if a.get("running") else "")
+                )
+            lines.append("")
         if any(k[0] != "listed" for k in by):
             lines += [
                 "Note (why sampled blocks are slower right after a start): the census's E(b) is "
@@ -779,6 +916,17 @@ def main() -> int:
     ap.add_argument("--long-runs", type=int, default=1, help="runs per mode of --long-warm")
     ap.add_argument("--add-to", help="run only the --long-warm jobs, add them to this raw file")
     ap.add_argument("--census-from", help="with --add-to: a directory holding a census.sqlite3")
+    ap.add_argument(
+        "--detect-only",
+        action="store_true",
+        help="with --add-to and --census-from: run only the blackout detection runs "
+        "(--variants x --modes x --runs) and replace RAW's detection results",
+    )
+    ap.add_argument(
+        "--variants",
+        default="listed,sampled,sampled-census",
+        help="detection variants of --detect-only",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--from-raw", help="re-render a saved bench/results/census-*.json")
     args = ap.parse_args()
@@ -797,6 +945,7 @@ def main() -> int:
             raw["command"],
             raw["wall"],
             raw["load_after"],
+            raw.get("detect_info"),
         )
         benchlib.publish(SECTION, text, not args.no_write)
         return 0
@@ -815,6 +964,41 @@ def main() -> int:
         for i in range(args.long_runs if args.long_warm > 0 else 0)
         for m in [x for x in args.modes.split(",") if x]
     ]
+    if args.detect_only:
+        if not (args.add_to and args.census_from):
+            print("--detect-only needs --add-to RAW and --census-from DIR", file=sys.stderr)
+            return 2
+        raw = json.loads(Path(args.add_to).read_text(encoding="utf-8"))
+        jobs = [
+            {"type": "detect", "variant": v, "mode": m, "run": i, "census": args.census_from}
+            for i in range(args.runs)
+            for m in [x for x in args.modes.split(",") if x]
+            for v in [x for x in args.variants.split(",") if x]
+        ]
+        load0 = f"{os.getloadavg()[0]:.2f}"
+        t0 = time.time()
+        new = run_all(jobs, args.parallel, t0)
+        raw["results"] = [r for r in raw["results"] if r["job"]["type"] != "detect"] + new
+        raw["detect_info"] = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)),
+            "commit": benchlib_commit(),
+            "command": command,
+            "load": load0,
+            "load_after": f"{os.getloadavg()[0]:.2f}",
+            "wall": f"{time.time() - t0:.0f}",
+        }
+        Path(args.add_to).write_text(json.dumps(raw), encoding="utf-8")
+        text = render(
+            raw["results"],
+            raw["info"],
+            raw["date"],
+            raw["command"],
+            raw["wall"],
+            raw["load_after"],
+            raw.get("detect_info"),
+        )
+        benchlib.publish(SECTION, text, not args.no_write)
+        return 1 if any("error" in r for r in new) else 0
     if args.add_to:
         raw = json.loads(Path(args.add_to).read_text(encoding="utf-8"))
         t0 = time.time()
