@@ -7,6 +7,10 @@
   every probe to an entity: scheduled ones, re-probes and extra probes asked for by detection.
   Control probes go through a limiter of their own: they are outside the monitored networks
   and must not eat the budget that protects them.
+- A TCP/HTTP connect's SYN resends are packets too: the kernel sends each only after the
+  prober took a send for it (`acquire_resend`, monitor.probes.tcp.SynGuard) from the budget its
+  probe came from: the entities', the controls' (a control probe), or the background share
+  (`acquire_background_resend`, a census).
 - A failed probe is re-probed at once (up to `reprobes` times) ahead of scheduled work, so a
   single lost packet never counts as a failed round.
 - Blocks with a census (monitor.discovery) are sampled: a sample job has a slot like a target
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,6 +53,14 @@ from monitor.probes.base import (
 )
 
 log = structlog.get_logger("monitor.scheduler")
+
+# Whether the probe running in this task is a control probe: its SYN resends (acquire_resend)
+# then take sends of the controls' budget, not the entities'. A context variable because the
+# prober is shared by both lanes and the resend is asked for from a task the probe started
+# (SynGuard), which inherits the probe task's context.
+_CONTROL_PROBE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "scheduler_control_probe", default=False
+)
 
 
 class RateLimiter:
@@ -73,8 +86,11 @@ class RateLimiter:
         self._tokens = min(self._capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
-    def try_acquire(self) -> float:
-        """Take one send if allowed now (returns 0.0), else return seconds to wait."""
+    def try_acquire(self, send_by: float | None = None) -> float:
+        """Take one send if allowed now (returns 0.0), else return seconds to wait.
+
+        `send_by`: the send happens later, by then (a kernel SYN resend): it is logged there,
+        so every one-second window around it counts it (conservatively, until it ages out)."""
         now = self._clock()
         self._refill(now)
         window = self._window
@@ -85,7 +101,7 @@ class RateLimiter:
         if self._tokens < 1.0:
             return max((1.0 - self._tokens) / self.rate, 1e-5)
         self._tokens -= 1.0
-        window.append(now)
+        window.append(now if send_by is None else max(now, send_by))
         return 0.0
 
 
@@ -161,6 +177,7 @@ class _Lane:
         self.samples: collections.deque[_Send] = collections.deque()
         self.round_start = time.monotonic()
         self.index = 0
+        self.resending = 0  # SYN resends waiting for a send (acquire_resend)
 
     def restart_at(self, now: float, running: bool) -> None:
         """After a new job list: continue the current round at the first slot not yet due."""
@@ -318,6 +335,40 @@ class Scheduler:
                 return
             await asyncio.sleep(wait)
 
+    async def acquire_resend(self, deadline: float, send_by: float) -> bool:
+        """One send of the entity budget for a SYN the kernel resends by `send_by`, taken by
+        `deadline` (time.monotonic()) or not at all (False): see monitor.probes.tcp.SynGuard.
+        A control probe's resend takes a send of the controls' budget instead."""
+        lane = self._controls if _CONTROL_PROBE.get() else self._entities
+        return await self._take_resend(lane, deadline, send_by)
+
+    async def acquire_background_resend(self, deadline: float, send_by: float) -> bool:
+        """`acquire_resend` for background work (a census's TCP probes): a send of the
+        background share first, then of the entity budget while no re-probe, extra or sample
+        probe waits for it, as `acquire_background`; both by `deadline` or not at all."""
+        if not await _take(self._background, deadline, send_by):
+            return False
+        lane = self._entities
+        while lane.urgent or lane.samples:
+            wait = 1.0 / lane.limiter.rate
+            if time.monotonic() + wait > deadline:
+                return False
+            await asyncio.sleep(wait)
+        return await _take(lane.limiter, deadline, send_by)
+
+    async def _take_resend(self, lane: _Lane, deadline: float, send_by: float) -> bool:
+        """A resend goes first (the dispatcher holds everything back while one waits): it
+        continues a probe already running, and without it the probe fails and its re-probe
+        costs the same packet. Given way to, a saturated budget stayed saturated with
+        re-probes of connects that gave up at their first resend, and no resend got through."""
+        lane.resending += 1
+        try:
+            return await _take(lane.limiter, deadline, send_by)
+        finally:
+            lane.resending -= 1
+            if not lane.resending:
+                self._kick()
+
     # --- the dispatcher ------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -355,6 +406,8 @@ class Scheduler:
     def _dispatch(self, lane: _Lane) -> float:
         """Send what is due in the lane that its budget allows; return how long to sleep."""
         limiter = lane.limiter
+        if lane.resending:
+            return 1.0 / limiter.rate  # or sooner: _take_resend kicks when none waits
         # Re-probes and extra probes first: they decide whether something is down.
         while lane.urgent:
             wait = limiter.try_acquire()
@@ -443,6 +496,8 @@ class Scheduler:
     async def _run_probe(
         self, prober: Prober, send: _Send, done: Callable[[ProbeResult], None]
     ) -> None:
+        if send.control:
+            _CONTROL_PROBE.set(True)  # this task's context only (see acquire_resend)
         try:
             result = await prober.probe(send.target, self.timeout)
         except Exception as exc:  # CancelledError is not an Exception: close() still cancels
@@ -491,6 +546,17 @@ class Scheduler:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _take(limiter: RateLimiter, deadline: float, send_by: float) -> bool:
+    """One send of `limiter` for a packet the kernel sends by `send_by`, taken by `deadline`."""
+    while True:
+        wait = limiter.try_acquire(send_by)
+        if wait <= 0:
+            return True
+        if time.monotonic() + wait > deadline:
+            return False
+        await asyncio.sleep(wait)
 
 
 def _log_once(

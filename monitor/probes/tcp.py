@@ -68,6 +68,11 @@ SynBudget = Callable[[float, float], Awaitable[bool]]
 # The decision for a resend is taken MARGIN before its earliest time, as SYN_LIMIT always was.
 _MARGIN = 1.0 - SYN_LIMIT
 _LATE = 0.125
+# The send is asked for this long before the decision: long enough for the scheduler to hold
+# its other sends back and free one at a small max_rate (a send every 200 ms at 5/s); asked
+# 0.1 s ahead, a saturated budget refused almost every resend (a new send was never due in
+# time). A send granted for a SYN-ACK that then comes first is lost budget, never a packet.
+_ASK_AHEAD = 0.3
 _TCP_SYN_SENT = 2  # tcpi_state
 _TCP_INFO_LEN = 104  # up to tcpi_total_retrans
 
@@ -120,11 +125,17 @@ class SynGuard:
                 decide_at = next_lo - (_MARGIN - 0.004)
                 if decide_at >= self.end:
                     return  # the probe's timeout comes first and closes the socket
-                await asyncio.sleep(max(0.0, decide_at - 0.1 - time.monotonic()))
+                await asyncio.sleep(max(0.0, decide_at - _ASK_AHEAD - time.monotonic()))
                 if _syn_info(self.sock)[0] != _TCP_SYN_SENT:
                     return
                 send_by = sent_hi + rto * (1 + _LATE) + 0.02
-                if not await self._acquire(decide_at, send_by) or time.monotonic() > next_lo:
+                if not await self._acquire(decide_at, send_by):
+                    # No send for the resend: the SYN-ACK to the SYNs sent may still come
+                    # until the kernel would resend, so the socket waits for it till then.
+                    await asyncio.sleep(max(0.0, decide_at - time.monotonic()))
+                    self._give_up()
+                    return
+                if time.monotonic() > next_lo:
                     self._give_up()
                     return
                 self.granted += 1

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from monitor.probes.base import HttpTarget, Reason, TcpTarget
+from monitor.probes.base import HttpTarget, Kind, ProbeResult, Reason, Target, TcpTarget
 from monitor.probes.http import HttpProber
 from monitor.probes.tcp import SYN_LIMIT, TcpProber
+from monitor.scheduler import RoundCollector, Scheduler
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 _ETH_P_ALL = 0x0003
 _PACKET_OUTGOING = 4
+_SO_TIMESTAMPNS = 35  # Linux (asm-generic); not exported by Python's socket module
+_SO_RCVBUFFORCE = 33  # ditto (root may exceed rmem_max)
 
 
 @dataclass
@@ -44,19 +47,25 @@ class SlowPeer:
     makes room; then it answers the next SYN, and an HTTP request if one comes. `syns()`
     counts the SYNs that reached the port, read off the wire (AF_PACKET on lo)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         try:
             self.tap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
         except PermissionError:
             pytest.skip("no AF_PACKET here (not root)")
         self.tap.bind(("lo", 0))
         self.tap.setblocking(False)
+        # The kernel's arrival time of each frame, not the time the test got round to reading it.
+        self.tap.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        # lo carries the whole host's loopback traffic: room for seconds of it between reads.
+        self.tap.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 32 << 20)
         self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
+        # "0.0.0.0": one full accept queue drops SYNs to every loopback address 127.x.y.z.
+        self.srv.bind((host, 0))
         self.srv.listen(0)
         self.port: int = self.srv.getsockname()[1]
         self.fillers: list[socket.socket] = []
         self._syns = 0
+        self.arrivals: list[float] = []  # wall-clock arrival time of every SYN counted
 
     async def fill(self) -> None:
         loop = asyncio.get_running_loop()
@@ -73,6 +82,7 @@ class SlowPeer:
             pytest.skip("accept queue never filled up on this kernel")
         self.syns()  # the fillers' SYNs are not the probe's
         self._syns = 0
+        self.arrivals.clear()
 
     def open(self) -> None:
         """Make room in the accept queue: the next SYN is answered."""
@@ -95,7 +105,7 @@ class SlowPeer:
         """SYNs (without ACK) to the port seen arriving since the last call, plus before."""
         while True:
             try:
-                frame, addr = self.tap.recvfrom(65536)
+                frame, anc, _, addr = self.tap.recvmsg(65536, socket.CMSG_SPACE(16))
             except BlockingIOError:
                 return self._syns
             if addr[2] == _PACKET_OUTGOING or len(frame) < 14 + 20 + 20:
@@ -108,6 +118,12 @@ class SlowPeer:
             flags = tcp[13]
             if dport == self.port and flags & 0x02 and not flags & 0x10:
                 self._syns += 1
+                self.arrivals.extend(
+                    sec + nsec / 1e9
+                    for level, kind, data in anc
+                    if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS
+                    for sec, nsec in [struct.unpack("qq", data[:16])]
+                )
 
     def close(self) -> None:
         for s in self.fillers:
@@ -205,3 +221,73 @@ async def test_http_without_budget_gives_up_at_syn_limit(slow_peer: SlowPeer) ->
     assert res.reason is Reason.TIMEOUT, res
     assert len(budget.calls) == 1
     assert slow_peer.syns() == 1
+
+
+# --- wired to the scheduler: the cap holds at the receiver, resends included ----------------------
+
+
+class CountingTcp:
+    """The real TcpProber with the scheduler's resend budget; counts probes and granted resends."""
+
+    def __init__(self) -> None:
+        self.sched: Scheduler | None = None  # set once made: it needs the prober, and vice versa
+        self.probes = 0
+        self.grants = 0
+        self.prober = TcpProber(self.acquire)
+
+    async def acquire(self, deadline: float, send_by: float) -> bool:
+        assert self.sched is not None
+        ok = await self.sched.acquire_resend(deadline, send_by)
+        self.grants += ok
+        return ok
+
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        self.probes += 1
+        return await self.prober.probe(target, timeout)
+
+    async def close(self) -> None:
+        pass
+
+
+def max_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+async def test_scheduler_caps_first_syns_and_resends_together_at_the_receiver() -> None:
+    """Twenty TCP targets whose SYNs are dropped, max_rate 5, probes waiting up to 3 s with
+    their resends budgeted by the scheduler: the kernel resends SYNs (more SYNs than probes),
+    yet no one-second window at the receiver holds more than 5 SYNs, and every SYN on the wire
+    was a probe's first or a granted resend."""
+    peer = SlowPeer(host="0.0.0.0")
+    try:
+        await peer.fill()
+        targets = [
+            ("e", TcpTarget(ipaddress.ip_address(f"127.0.0.{i}"), peer.port), False)
+            for i in range(2, 22)
+        ]
+        sink = RoundCollector(expected=10**6)
+        tcp = CountingTcp()
+        sched = Scheduler({Kind.TCP: tcp}, sink, interval=4.0, timeout=3.0, max_rate=5, reprobes=2)
+        tcp.sched = sched
+        sched.set_targets(targets, interval=4.0, timeout=3.0, max_rate=5, reprobes=2)
+        run = asyncio.get_running_loop().create_task(sched.run())
+        for _ in range(36):
+            await asyncio.sleep(0.25)
+            peer.syns()  # read as we go: the tap's buffer is finite
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        await sched.close()
+        await asyncio.sleep(1.5)  # a resend that escaped the budget would arrive by now
+        syns = peer.syns()
+    finally:
+        peer.close()
+    assert tcp.grants > 0 and syns > tcp.probes, (syns, tcp.probes, tcp.grants)
+    assert syns <= tcp.probes + tcp.grants
+    assert len(peer.arrivals) == syns
+    assert max_in_any_second(peer.arrivals) <= 5, sorted(peer.arrivals)

@@ -380,3 +380,84 @@ async def test_sink_raising_for_one_target_does_not_stall_it(vclock: None) -> No
     assert [k for k, _ in sink.rounds].count(good.key) >= 2
     assert [(e["event"], e["log_level"]) for e in logs] == [("result_sink_raised", "error")]
     assert errors == []
+
+
+# -- SYN resends (monitor.probes.tcp.SynGuard) take sends of the budget their probe came from -----
+
+
+class ResendingProber(FakeProber):
+    """Like a connect that waits for its SYN-ACK: each probe of a key in `resend_for` asks the
+    scheduler for `resends` SYN resends in turn (as SynGuard does), then answers."""
+
+    def __init__(self, sched_box: list[Scheduler], resend_for: set[str], resends: int) -> None:
+        super().__init__()
+        self.sched_box = sched_box
+        self.resend_for = resend_for
+        self.resends = resends
+        self.asked: list[tuple[float, str, bool]] = []
+
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        if target.key in self.resend_for:
+            self.sent.append((loop_clock(), target.key))
+            for _ in range(self.resends):
+                await asyncio.sleep(0.01)
+                t = loop_clock()
+                ok = await self.sched_box[0].acquire_resend(t + 0.3, t + 0.35)
+                self.asked.append((t, target.key, ok))
+            return ProbeResult.success(target, time.time(), 0.4)
+        return await super().probe(target, timeout)
+
+
+@virtual_test
+async def test_control_probes_resend_from_the_controls_budget(vclock: None) -> None:
+    """A control probe's SYN resends take sends of the controls' budget: all granted, and the
+    entity probes, nearly filling max_rate on their own, keep every slot (drawn from the
+    entities' budget, the resends pushed them back)."""
+    ctl = TcpTarget(ipaddress.ip_address("198.19.8.8"), 443)
+    entries = [("e", t, False) for t in targets(5)] + [("_controls", ctl, True)]
+    box: list[Scheduler] = []
+    prober, sink = ResendingProber(box, {ctl.key}, resends=4), Sink()
+    sched = make(prober, sink, entries, interval=1.0, max_rate=6)
+    box.append(sched)
+    await run_for(sched, 3.1)
+    ctl_asked = [ok for _, k, ok in prober.asked if k == ctl.key]
+    ent_times = [t for t, k in prober.sent if k != ctl.key]
+    assert len(ctl_asked) >= 12 and all(ctl_asked), ctl_asked
+    assert sorted(ent_times) == pytest.approx([i * 0.2 for i in range(16)], abs=1e-3)
+
+
+@virtual_test
+async def test_entity_resends_share_max_rate_with_the_probes(vclock: None) -> None:
+    """An entity probe's resends count in max_rate, at the time the kernel sends them: probes
+    plus granted resends never exceed it in any one-second window, and resends do get sends
+    (they go ahead of the next scheduled probes)."""
+    tcp = [TcpTarget(ipaddress.ip_address(f"198.18.176.{i}"), 80) for i in range(1, 21)]
+    box: list[Scheduler] = []
+    prober, sink = ResendingProber(box, {t.key for t in tcp}, resends=2), Sink()
+    sched = make(prober, sink, [("e", t, False) for t in tcp], interval=2.0, max_rate=5)
+    box.append(sched)
+    await run_for(sched, 6.0)
+    granted = [t + 0.35 for t, _, ok in prober.asked if ok]
+    assert len(granted) >= 5
+    assert max_in_any_window([t for t, _ in prober.sent] + granted) <= 5
+
+
+@virtual_test
+async def test_census_resends_take_the_background_share(vclock: None) -> None:
+    """A census probe's resends take the background share (25 % of max_rate 20: 5/s), and none
+    while an extra probe waits for the budget."""
+    sched = make(FakeProber(), Sink(), [], interval=10.0, max_rate=20)
+    loop = asyncio.get_running_loop()
+    grants: list[float] = []
+
+    async def resend() -> None:
+        t = loop.time()
+        if await sched.acquire_background_resend(t + 2.0, t + 0.1):
+            grants.append(loop.time())
+
+    await asyncio.gather(*(resend() for _ in range(30)))
+    assert 5 <= len(grants) <= 12 and max_in_any_window(grants) <= 5, grants
+    assert sched.request_extra("e", targets(1)[0])  # queued: the dispatcher is not running
+    t = loop.time()
+    assert not await sched.acquire_background_resend(t + 0.5, t + 0.6)
+    assert await sched.acquire_resend(t + 0.5, t + 0.6), "an entity probe's resend still goes"
