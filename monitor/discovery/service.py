@@ -222,18 +222,26 @@ class Discovery:
         e = self._configured[ent.name]
         listed = {t.address for t in e.targets.icmp}
         samples: dict[IPNetwork, list[IPv4]] = {}
+        # Each member's latest census answer: the belief keeps an address in E(b) only while
+        # it answered within responsive_ttl of its block's latest answer (a member the census
+        # kept through an outage, with no recent answer, thus ages out like a learned one).
+        answered: dict[IPv4, float] = {}
         samplers: list[Sampler] = []
         for b, s in ent.summaries.items():
             if not s.monitorable:
                 continue
             samples[b] = list(s.responsive)
             stats = ent.census.addresses.get(b, {})
+            for a in s.responsive:
+                last = stats[a].last_answer if a in stats else None
+                if last is not None:
+                    answered[a] = last
             cands = [(a, stats[a].availability) for a in s.responsive if a not in listed]
             if not cands:
                 continue
             blk = _Block(ent.name, b, cands, s.availability, random.Random(f"{ent.name}/{b}"))
             samplers.append((ent.name, IcmpTarget(b.network_address), self._picker(blk)))
-        self.publish(self.detector.set_samples(ent.name, samples, now))
+        self.publish(self.detector.set_samples(ent.name, samples, now, answered))
         self.metrics.set_discovery(
             ent.name,
             [
