@@ -580,7 +580,11 @@ def steady_summary(r: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def benchlib_commit() -> str:
-    """The checkout's commit (short), with "+changes" when files differ from it."""
+    """The checkout's commit (short), noting uncommitted changes; BENCH_COMMIT names it when
+    the bench runs from an exported snapshot (`git archive`, no .git: others' uncommitted
+    edits in a shared checkout kept out of the measurement)."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"] + " (exported snapshot)"
     try:
         head = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
