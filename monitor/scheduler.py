@@ -13,6 +13,9 @@
   (`acquire_background_resend`, a census).
 - A failed probe is re-probed at once (up to `reprobes` times) ahead of scheduled work, so a
   single lost packet never counts as a failed round.
+- Each probe's timeout is learned per path (monitor.rto: RFC 6298's SRTT/RTTVAR per /24 and
+  kind, per target for HTTP and DNS), between `min_timeout` and `timeout`, from every result
+  that passes here; a probe that timed out doubles its target's next timeout (its re-probes).
 - Blocks with a census (monitor.discovery) are sampled: a sample job has a slot like a target
   and, when due, asks its `pick` callback which addresses to probe this round (a few of E(b),
   more while the block's belief is uncertain); those probes queue behind re-probes and go
@@ -51,6 +54,7 @@ from monitor.probes.base import (
     Target,
     now,
 )
+from monitor.rto import Timeouts
 
 log = structlog.get_logger("monitor.scheduler")
 
@@ -199,6 +203,7 @@ class Scheduler:
         splay: bool = True,
         max_extra_pending: int = 1000,
         background_share: float = 0.25,
+        min_timeout: float | None = None,
     ) -> None:
         self._probers = probers
         # The callback capability, found once here rather than per send.
@@ -214,6 +219,9 @@ class Scheduler:
         self.timeout = timeout
         self.reprobes = reprobes
         self.splay = splay
+        # Each probe's timeout, learned per path between min_timeout and timeout (monitor.rto);
+        # without min_timeout every probe gets `timeout`.
+        self.timeouts = Timeouts(timeout, min_timeout)
         self._entities = _Lane(RateLimiter(max_rate))
         # Controls are few and outside the monitored networks; their own cap keeps them polite.
         self._controls = _Lane(RateLimiter(max(max_rate, 10.0)))
@@ -241,10 +249,12 @@ class Scheduler:
         max_rate: float,
         reprobes: int,
         splay: bool = True,
+        min_timeout: float | None = None,
     ) -> None:
         """Replace the job list (at start and on reload); jobs of kept targets keep their state."""
         self._targets = list(targets)
         self.interval, self.timeout, self.reprobes, self.splay = interval, timeout, reprobes, splay
+        self.timeouts.configure(timeout, min_timeout)
         if max_rate != self.max_rate:
             self._entities.limiter = RateLimiter(max_rate)
             self._controls.limiter = RateLimiter(max(max_rate, 10.0))
@@ -275,6 +285,7 @@ class Scheduler:
         for gone in old.values():
             if gone is not None:
                 gone.removed = True
+                self.timeouts.forget(gone.target)
                 self._raised.discard((gone.entity, gone.target))
                 self._sink_raised.discard((gone.entity, gone.target))
         interval, splay = self.interval, self.splay
@@ -474,6 +485,7 @@ class Scheduler:
             return
         if send.job is not None:
             send.job.attempt += 1
+        timeout = self.timeouts.timeout(target)
 
         def done(result: ProbeResult) -> None:
             self._on_result(send, result)
@@ -482,24 +494,24 @@ class Scheduler:
         if fast is not None:
             # Callback API (ICMP): no task per probe.
             try:
-                fast.start(target, self.timeout, done)
+                fast.start(target, timeout, done)
             except Exception as exc:
                 # Delivered on the next loop step, like any other result: the dispatcher is
                 # walking its queues right now and must not re-enter them.
                 result = self._raised_result(send, exc)
                 asyncio.get_running_loop().call_soon(done, result)
             return
-        task = asyncio.get_running_loop().create_task(self._run_probe(prober, send, done))
+        task = asyncio.get_running_loop().create_task(self._run_probe(prober, send, timeout, done))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _run_probe(
-        self, prober: Prober, send: _Send, done: Callable[[ProbeResult], None]
+        self, prober: Prober, send: _Send, timeout: float, done: Callable[[ProbeResult], None]
     ) -> None:
         if send.control:
             _CONTROL_PROBE.set(True)  # this task's context only (see acquire_resend)
         try:
-            result = await prober.probe(send.target, self.timeout)
+            result = await prober.probe(send.target, timeout)
         except Exception as exc:  # CancelledError is not an Exception: close() still cancels
             result = self._raised_result(send, exc)
         done(result)
@@ -514,6 +526,7 @@ class Scheduler:
 
     def _on_result(self, send: _Send, result: ProbeResult) -> None:
         job = send.job
+        self.timeouts.observe(result)
         if result.ok:
             self._raised.discard((send.entity, send.target))
         try:

@@ -461,3 +461,45 @@ async def test_census_resends_take_the_background_share(vclock: None) -> None:
     t = loop.time()
     assert not await sched.acquire_background_resend(t + 0.5, t + 0.6)
     assert await sched.acquire_resend(t + 0.5, t + 0.6), "an entity probe's resend still goes"
+
+
+# -- per-path timeouts learned from the RTT (monitor.rto) ------------------------------------------
+
+
+class ScriptedProber(FakeProber):
+    """Answers in 50 ms (a reported rtt, no wait) while `up`, else times out; records the
+    timeout each probe was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = True
+        self.timeouts: list[float] = []
+
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        self.timeouts.append(timeout)
+        if self.up:
+            return ProbeResult.success(target, time.time(), 0.05)
+        return ProbeResult.failure(target, time.time(), Reason.TIMEOUT)
+
+
+@virtual_test
+async def test_probe_timeouts_are_learned_between_min_timeout_and_timeout(vclock: None) -> None:
+    """With min_timeout, a target's probes get the timeout learned from its answers (50 ms:
+    SRTT + 4 RTTVAR = 0.15 s) instead of probing.timeout (0.5 s); a probe that times out doubles
+    the next (its re-probes: 0.3 s, then the cap)."""
+    tgt = targets(1)[0]
+    prober, sink = ScriptedProber(), Sink()
+    sched = Scheduler({Kind.ICMP: prober}, sink, 1.0, 0.5, 20, 2, min_timeout=0.1)
+    sched.set_targets([("e", tgt, False)], 1.0, 0.5, 20, 2, min_timeout=0.1)
+    asyncio.get_running_loop().call_later(1.5, setattr, prober, "up", False)
+    await run_for(sched, 2.5)
+    assert prober.timeouts == pytest.approx([0.5, 0.15, 0.15, 0.3, 0.5])
+
+
+@virtual_test
+async def test_without_min_timeout_every_probe_gets_the_timeout(vclock: None) -> None:
+    """No min_timeout (the scheduler's callers other than the daemon): probing.timeout always."""
+    prober, sink = ScriptedProber(), Sink()
+    sched = make(prober, sink, [("e", targets(1)[0], False)], interval=1.0, max_rate=20)
+    await run_for(sched, 2.5)
+    assert prober.timeouts == [0.5, 0.5, 0.5]
