@@ -110,12 +110,15 @@ def _stored_summary(
 
 def _doubts(belief: BlockBelief) -> bool:
     """The detector's belief says the block may not be answering now. A failure run counts
-    once it holds negatives of two addresses: one lost probe starts a run too, and on a lossy
-    path (1-3 %) one happens during nearly every census; it would leave every census untrusted
-    and E(b) would never shed a host."""
+    once it holds negatives of min(3, |E(b)|) addresses (at least 2), as the belief itself
+    reads "no dead host alone": one lost probe starts a run too, and on a lossy path (1-3 %
+    per packet) a few are lost during every census, each followed by re-probes of other
+    addresses; counting those would leave most censuses untrusted and slow E(b) in shedding
+    hosts that left (3 addresses lost in a row: about 1 % of censuses at 3 % loss)."""
     if belief.state in (BlockState.DOWN, BlockState.UNCERTAIN):
         return True
-    return belief.in_failure_run and belief.run_distinct >= 2
+    need = max(2, min(3, len(belief.responsive())))
+    return belief.in_failure_run and belief.run_distinct >= need
 
 
 class _Watch:

@@ -270,6 +270,31 @@ async def test_hosts_that_left_still_leave(tmp_path: Path) -> None:
         assert h.disc._entities["e"].summaries[BLOCK].trusted
 
 
+async def test_two_lost_probes_during_a_census_keep_it_trusted(tmp_path: Path) -> None:
+    """A lost sample and a lost re-probe of another address (a lossy path) while the census
+    runs are no outage: hosts that left leave E(b), the next census keeps the daily interval."""
+    async with harness(tmp_path, ONE, HOSTS) as h:
+        await h.census()
+        await h.census()  # the first census's re-check
+        for a in (ip(1), ip(2), ip(3), ip(4)):
+            h.sample(a, True)
+
+        def on_send(addr: A, n: int) -> None:
+            if addr == ip(10):
+                h.sample(ip(2), False)  # lost
+                h.sample(ip(4), False)  # a re-probe of another address, lost too
+            if addr == ip(20):
+                h.sample(ip(3), True)  # the next one answers
+
+        h.net.on_send = on_send
+        h.net.hosts -= {ip(30), ip(31)}
+        await h.census()
+        assert h.e_b() == {ip(1), ip(2), ip(3), ip(4)}
+        ent = h.disc._entities["e"]
+        assert ent.summaries[BLOCK].trusted and ent.census.last is not None
+        assert h.disc._due(ent) == ent.census.last.finished + DAY
+
+
 async def test_census_order_blind_smallest_first_then_listed(
     tmp_path: Path,
 ) -> None:
