@@ -55,6 +55,8 @@ _NEVER = -math.inf
 _MIN_GAP = 1.0
 # Outcomes held back while the belief is uncertain (bounded).
 _MAX_HELD = 256
+# Failed probes' times kept per failure run (the first ones: they date an outage).
+_MAX_RUN_FAILS = 16
 
 
 class BlockState(enum.StrEnum):
@@ -126,6 +128,7 @@ class BlockBelief:
         "params",
         "run_count",
         "run_distinct",
+        "run_fails",
         "run_last",
         "run_llr",
         "state",
@@ -147,6 +150,10 @@ class BlockBelief:
         self.state_since = _NEVER
         # Started time of the first failed probe since the block's latest answer (None: none).
         self.fail_start: float | None = None
+        # Started times of the first failed probes since then (at most _MAX_RUN_FAILS), so that
+        # a run begun by a lost packet just before an outage can be dated by the outage's own
+        # first failure (see fusion: the start of a blackout).
+        self.run_fails: list[float] = []
         self.last_positive = _NEVER
         # The current failure run: counted negatives, distinct addresses among them, started
         # time of the latest, and their summed log-likelihood ratio ln(P(none|up)/P(none|down)).
@@ -214,6 +221,7 @@ class BlockBelief:
                 return False  # an older answer than the failures we already hold
             self.last_positive = max(self.last_positive, started)
             self.fail_start = None
+            self.run_fails.clear()
             self._end_run()
             return self._bayes(self._availability, p.noise, started)
 
@@ -232,6 +240,8 @@ class BlockBelief:
             self._learn(False)
         if self.fail_start is None:
             self.fail_start = started
+        if len(self.run_fails) < _MAX_RUN_FAILS:
+            self.run_fails.append(started)
         spacing = p.negative_spacing
         if self.run_distinct >= min(3, len(self._addrs)):
             # Several addresses fail together: no dead host alone.
@@ -334,6 +344,7 @@ class BlockBelief:
         up again if it was known. Returns True when the state changed."""
         self._stale_before = now
         self.fail_start = None
+        self.run_fails.clear()
         self._held_fail = 0
         for a in self._addrs.values():
             a.last_counted_negative = _NEVER
@@ -370,6 +381,7 @@ class BlockBelief:
         limit: int,
         check: bool = False,
         burst: int = 0,
+        confirm: int = 0,
     ) -> list[IPAddress]:
         """Addresses worth an extra probe now, least recently probed first; marks them requested.
 
@@ -380,17 +392,24 @@ class BlockBelief:
           addresses at once, whatever is outstanding, so that one timeout later the block's
           run (or its answers) is known from many addresses together.
         - With `check` (a sibling block is failing), an up block not probed for
-          `negative_spacing` gets one probe."""
+          `negative_spacing` gets one probe.
+        - `confirm` > 0, in a failure run: up to `confirm` addresses each `repeat_spacing`,
+          whatever is outstanding (the failing address included). The probes go out before
+          the earlier ones timed out; by the time their results arrive the run spans several
+          addresses, so each counts (see the module doc): the negatives a block needs come
+          from a few seconds of probing rather than one timeout per address and per round.
+          A run ends at the first answer, so a lost packet or a dead host costs a few probes."""
         if self.state in (BlockState.UNKNOWN, BlockState.DOWN):
             return []
         p = self.params
         spacing = p.negative_spacing
         repeat = self.in_failure_run and self.run_distinct >= min(3, len(self._addrs))
         gap = min(spacing, p.repeat_spacing) if repeat else spacing
+        confirming = confirm > 0 and burst <= 0 and self.in_failure_run
         if burst > 0:
             budget = burst
         else:
-            if limit <= 0:
+            if limit <= 0 and not confirming:
                 return []
             if not self.in_failure_run:
                 if not check or now - self.last_probe < spacing:
@@ -404,10 +423,14 @@ class BlockBelief:
                 if a.requested > a.last_probe and now - a.requested < spacing
             )
             budget = limit - outstanding
+            if confirming:
+                budget = max(budget, confirm)
+                gap = min(spacing, p.repeat_spacing)
             if budget <= 0:
                 return []
+        # Least recently probed or asked for first: confirmations spread over the block.
         cands = [
-            (a.last_probe, addr)
+            (max(a.last_probe, a.requested), addr)
             for addr, a in self._addrs.items()
             if addr in probeable
             and self._responsive(a)

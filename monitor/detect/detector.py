@@ -403,10 +403,11 @@ class _Entity:
         # burst or to extra probes arrive together, and learning their gaps of a few ms made
         # the rounds' ordinary gaps look suspicious (a burst every round, fed by its own
         # answers). `asked`: extra probes asked for and not yet seen back (target -> (when
-        # the oldest was asked, how many)); `long_gap`: the longest ordinary gap lately (the
-        # rounds' slots of a small entity are uneven: 2.5, 2.5 and 25 s for satgate).
+        # the oldest was asked, how many)); `long_gap`: the silence of the latest false alarm
+        # (a suspicion ended by an answer, no block down), at `long_gap_at`.
         self.last_ordinary_at = _NEVER
         self.long_gap = 0.0
+        self.long_gap_at = _NEVER
         self.asked: dict[Target, tuple[float, int]] = {}
         self.asked_swept = _NEVER
         self.suspect_since: float | None = None
@@ -755,7 +756,18 @@ class Detector:
 
     def _answer_seen(self, e: _Entity, now: float, ordinary: bool = True) -> None:
         """An answer of an ever-responsive address arrived at `now`: no suspicion any more;
-        from an ordinary probe, learn the usual gap and the longest usual gap."""
+        from an ordinary probe, learn the usual gap."""
+        if (
+            e.suspect_since is not None
+            and e.answer_gap is not None
+            and not any(b.state is BlockState.DOWN for b in e.blocks.values())
+        ):
+            # A false alarm: the silence was one the rounds' slots make (a small entity's are
+            # uneven: 2.5, 2.5 and 25 s for satgate in the default config), so the next
+            # suspicion waits longer than it did (capped like the gaps: not an outage's).
+            silence = min(now - e.last_answer_at, 4.0 * e.answer_gap)
+            e.long_gap = max(e.long_gap, silence)
+            e.long_gap_at = now
         e.last_answer_at = max(e.last_answer_at, now)
         e.suspect_since = None
         if not ordinary:
@@ -772,8 +784,6 @@ class Detector:
                 # Capped: the long silence of an outage is not the usual gap.
                 gap = min(gap, 4.0 * e.answer_gap)
                 e.answer_gap += 0.1 * (gap - e.answer_gap)
-            # The longest gap of about the last 64 answers (several rounds of a small entity).
-            e.long_gap = max(gap, e.long_gap * (1.0 - 1.0 / 64))
             e.answers_seen += 1
         e.last_ordinary_at = max(e.last_ordinary_at, now)
 
@@ -784,7 +794,12 @@ class Detector:
         p = self.params
         if e.suspect_since is not None or e.answer_gap is None or e.answers_seen < _GAP_WARMUP:
             return
-        usual = max(p.suspect_min, p.suspect_after * e.answer_gap, 1.25 * e.long_gap)
+        usual = max(p.suspect_min, p.suspect_after * e.answer_gap)
+        if e.long_gap > 0.0:
+            # A quarter above the silence of the latest false alarm (arrival jitter), relaxed
+            # with `normal_tau` so that a changed layout of the slots is learned again.
+            relax = math.exp(-max(0.0, now - e.long_gap_at) / p.normal_tau)
+            usual = max(usual, 1.25 * e.long_gap * relax)
         if now - e.last_answer_at > usual:
             e.suspect_since = now
 
@@ -880,7 +895,8 @@ class Detector:
             if not (block.in_failure_run or check):
                 continue
             limit = min(self.params.extra_per_block, cap - len(out))
-            for addr in block.wanted(now, e.probe_for, limit, check):
+            confirm = min(self.params.confirm_probes, cap - len(out))
+            for addr in block.wanted(now, e.probe_for, limit, check, confirm=confirm):
                 out.append((e.name, e.probe_for[addr]))
         if e.settling and len(out) < cap:
             out += self._settle_probes(e, now, cap - len(out))
@@ -1184,8 +1200,16 @@ class Detector:
 
     def _inputs(self, e: _Entity, now: float) -> FusionInputs:
         blocks = [
-            BlockView(str(net), b.state, b.belief, b.state_since, b.fail_start, b.last_positive)
-            for net, b in e.blocks.items()
+            BlockView(
+                b.name,
+                b.state,
+                b.belief,
+                b.state_since,
+                b.fail_start,
+                b.last_positive,
+                tuple(b.run_fails) if b.fail_start is not None else (),
+            )
+            for b in e.blocks.values()
         ]
         answering = _answering_since(e)
         views = {k: _kind_view(states, answering, now) for k, states in e.by_kind.items()}

@@ -46,6 +46,7 @@ class BlockView:
     state_since: float  # started time of the probe that brought the state
     fail_start: float | None  # first failed probe since the block's latest answer
     last_answer: float = -math.inf  # started time of the block's latest answer
+    fails: tuple[float, ...] = ()  # started times of the first failed probes since then
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +205,16 @@ def fuse(inp: FusionInputs, params: DetectionParams) -> FusionResult:
             withdrawn_at = withdrawn_first
 
     if all_down:
-        starts = [b.fail_start if b.fail_start is not None else b.state_since for b in known]
         # A block whose run began with a lost probe before another block's latest answer did
-        # not fail with the network: the outage began after that answer.
+        # not fail with the network: the outage began after that answer, with the block's
+        # first failure since (or, not known, another block's).
         last = max((b.last_answer for b in known), default=-math.inf)
+        starts = []
+        for b in known:
+            start = b.fail_start if b.fail_start is not None else b.state_since
+            if start < last:
+                start = min((t for t in b.fails if t >= last), default=start)
+            starts.append(start)
         starts = [t for t in starts if t >= last] or starts
         if not known:
             starts = [k.fail_start for k in inp.kinds.values() if k.fail_start is not None]

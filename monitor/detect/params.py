@@ -52,6 +52,11 @@ class DetectionParams:
     extra_per_block: int = 2
     # At most this many extra probes asked for per call of `wanted_probes`.
     extra_max: int = 50
+    # A block in a failure run gets confirmation probes of up to this many of its addresses
+    # (all of a small block's) each `repeat_spacing`, without waiting for the earlier ones to
+    # time out, until it answers or is down: a block of three addresses is judged about one
+    # timeout after its first failure is known (it waited a timeout per address). 0: off.
+    confirm_probes: int = 3
     # A network suspected to be failing (see suspect_*) gets a burst of this many extra probes,
     # spread over its blocks, so that one probe timeout later its fate is known.
     burst_probes: int = 20

@@ -13,7 +13,7 @@ import heapq
 import ipaddress
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -189,10 +189,11 @@ class Sim:
         detector: Detector | None = None,
         max_rate: float | None = None,
         lane: Sequence[str] = (),
+        slots: Mapping[Target, float] | None = None,
     ) -> None:
         """`lane`: the scheduler's job keys ("entity/kind/key") of other entities' targets
         sharing the entity lane (not simulated), so that this entity's slots fall where the
-        scheduler puts them among the others (unevenly, for a small entity)."""
+        scheduler puts them among the others; `slots`: offsets of some targets, imposed."""
         self.world = world
         self.spec, self.controls = spec_controls or dprk_box()
         self.det = detector or Detector(params, [self.spec], self.controls, now=start)
@@ -217,6 +218,7 @@ class Sim:
             others = list(lane) if i == 0 else []
             offsets = slot_offsets(keys + others, interval)
             for (entity, target), off in zip(jobs, offsets, strict=False):
+                off = (slots or {}).get(target, off)
                 self._schedule_round(entity, target, start + 1.0 + off)
 
     def _push(self, at: float, fn: Callable[[float], None]) -> None:
@@ -655,14 +657,15 @@ def test_withdrawal_before_the_blackout_dates_the_blackout() -> None:
 
 
 def test_wanted_probes_ask_for_other_addresses_of_a_failing_block() -> None:
-    """After a failure the detector asks for other addresses of that block; not while blind."""
+    """After a failure the detector asks for the other addresses of that block first, then
+    the failing one again (confirmation probes); not while blind."""
     det, _, targets, (ctl,) = small()
     for x in targets:
         det.observe("box", ok(x, T0), T0)
     assert det.wanted_probes(T0 + 10) == []
     det.observe("box", lost(targets[0], T0 + 10), T0 + 13)
     want = det.wanted_probes(T0 + 13)
-    assert want == [("box", targets[1]), ("box", targets[2])]
+    assert want == [("box", targets[1]), ("box", targets[2]), ("box", targets[0])]
     assert det.wanted_probes(T0 + 13.5) == []  # already asked
     for k in range(5):
         det.observe(None, lost(ctl, T0 + 20 + 3 * k), T0 + 23 + 3 * k)
@@ -875,7 +878,7 @@ def real_path(seed: int, loss: float = 0.03, **kw: object) -> World:
 
 def blackout_delays(make: Callable[[int, list[Interval]], World], seeds: int = 12) -> list[float]:
     """Per seed (each at another phase of the rounds): flagged - true start, after checking
-    the event's start error (<= 1 s) and the recovery (<= 15 s after the repair)."""
+    the event's start error (<= 1 s either way) and the recovery (<= 15 s after the repair)."""
     delays = []
     for seed in range(seeds):
         start, end = at(600 + seed * 2.3), at(800)
@@ -883,7 +886,9 @@ def blackout_delays(make: Callable[[int, list[Interval]], World], seeds: int = 1
         sim.run_until(at(900))
         t_open, ev = sim.log.first_open()
         assert ev.kind is EventKind.BLACKOUT, (seed, ev.kind)
-        assert start <= ev.start <= start + 1.0, (seed, ev.start - start)
+        # Within 1 s either way: a packet lost (3 %) just before the fault and after every
+        # block's latest answer cannot be told from the outage's own first failure.
+        assert abs(ev.start - start) <= 1.0, (seed, ev.start - start)
         back = [t for t, st in sim.log.states() if st is State.UP and t > end]
         assert back and back[0] - end <= 15, (seed, [t - end for t in back])
         assert len(sim.log.opened()) == 1

@@ -7,7 +7,7 @@ extra probes, results after their RTT or the timeout.
 from __future__ import annotations
 
 import ipaddress
-import random
+import itertools
 from pathlib import Path
 
 import pytest
@@ -45,58 +45,50 @@ def small_spec(name: str) -> EntitySpec:
     return EntitySpec(name, tuple(ent.prefixes), tuple(ent.targets.all()))
 
 
-def small_sim(name: str, world: World, lane: list[str] | None = None) -> Sim:
-    """The entity `name` alone in `world`, its slots as in the daemon's lane (`lane`, default:
-    every target of the default config)."""
+def small_sim(name: str, world: World, slots: dict[Target, float] | None = None) -> Sim:
+    """The entity `name` alone in `world`, its slots as in the daemon's lane among every
+    target of the default config (or `slots`)."""
     spec = small_spec(name)
-    others = [k for k in (default_lane() if lane is None else lane) if not k.startswith(name)]
-    return Sim(world, spec_controls=(spec, CONTROLS), lane=others, **DEFAULTS)  # type: ignore[arg-type]
+    others = [k for k in default_lane() if not k.startswith(name)]
+    return Sim(world, spec_controls=(spec, CONTROLS), lane=others, slots=slots, **DEFAULTS)  # type: ignore[arg-type]
 
 
-def skewed_lane(name: str) -> list[str]:
-    """Other keys chosen so that `name`'s three slots bunch together: two gaps of ~1 s and one
-    of 26 s or more (the worst case for a learned mean gap)."""
-    from monitor.scheduler import slot_offsets
-
-    spec = small_spec(name)
-    own = [f"{name}/{t.kind}/{t.key}" for t in spec.targets]
-    rng = random.Random(7)
-    for i in range(4000):
-        n = 27 - i % 20  # the fewer other targets, the likelier a bunched layout
-        others = [f"filler/icmp/198.51.100.{rng.randrange(1 << 16)}" for _ in range(n)]
-        offs = sorted(slot_offsets(own + others, 30.0)[:3])
-        gaps = [offs[1] - offs[0], offs[2] - offs[1], 30.0 - offs[2] + offs[0]]
-        if max(gaps) >= 26.0:
-            return others
-    raise AssertionError("no skewed layout found")
+def bunched(name: str) -> dict[Target, float]:
+    """`name`'s three slots bunched together: 1 s, 1 s and 28 s apart (hash-ordered slots
+    gave satgate 2.5, 2.5 and 25 s; the worst case for a learned mean gap)."""
+    return {t: float(i) for i, t in enumerate(small_spec(name).targets)}
 
 
 # --- steady state: no probes beyond the rounds --------------------------------------------------
 
 
-@pytest.mark.parametrize("layout", ["default", "skewed"])
+@pytest.mark.parametrize("layout", ["default", "bunched"])
 @pytest.mark.parametrize(("name", "rtt"), [("kptc-unicom", 0.3), ("satgate", 0.65)])
 def test_no_suspicion_bursts_in_steady_state(name: str, rtt: float, layout: str) -> None:
     """With every address answering (a realistic path's RTT and jitter, no loss), a small
-    entity gets no extra probe over an hour: the answer-gap suspicion does not feed on the
-    answers of its own bursts (kptc-unicom was probed twice per round, 720/h not 360/h)."""
-    lane = skewed_lane(name) if layout == "skewed" else None
+    entity gets no extra probe over an hour, its slots as the scheduler spreads them or
+    bunched (a false alarm now and then: the silence it took is learned, relaxed over an
+    hour; it was one to three a round): the answer-gap suspicion
+    does not feed on the answers of its own bursts (kptc-unicom was probed twice per round,
+    720/h not 360/h)."""
+    slots = bunched(name) if layout == "bunched" else None
     for seed in range(4):
         w = World(seed=seed, rtt=lambda t: rtt, jitter=0.15)
-        sim = small_sim(name, w, lane)
+        sim = small_sim(name, w, slots)
         sim.run_until(at(3600))
-        assert sim.extras <= 3, (seed, sim.extras)
+        # bunched: a false alarm when the learned silence has relaxed (~5/h, 3 probes each)
+        assert sim.extras <= (3 if layout == "default" else 18), (seed, sim.extras)
         assert sim.log.opened() == []
 
 
 # --- blackouts: flagged within one timeout and a confirmation burst --------------------------
 
 
-def flagged_after_first_failure(name: str) -> list[float]:
+def flagged_after_first_failure(name: str) -> tuple[list[float], list[float]]:
     """Per phase of the rounds: the blackout's event opened - its start (the first failed
-    probe), after checking the start is that probe (<= one slot after the fault) and the
-    event is one blackout."""
-    out = []
+    probe), and opened - the fault, after checking the start is that probe (<= one slot
+    after the fault) and the event is one blackout."""
+    out, from_fault = [], []
     for seed in range(12):
         start = at(600 + seed * 2.7)
         w = real_path(seed, blackout=[(start, at(900))])
@@ -107,7 +99,8 @@ def flagged_after_first_failure(name: str) -> list[float]:
         assert start <= ev.start <= start + 30.0, (seed, ev.start - start)
         assert len(sim.log.opened()) == 1
         out.append(t_open - ev.start)
-    return out
+        from_fault.append(t_open - start)
+    return out, from_fault
 
 
 @pytest.mark.parametrize("name", ["kptc-unicom", "satgate"])
@@ -115,10 +108,29 @@ def test_small_entity_flagged_within_a_timeout_and_a_burst(name: str) -> None:
     """A blackout of a small entity is flagged about one timeout (3 s) after its first failed
     probe is known: that failure sends confirmation probes to the block's other addresses,
     each address again every `repeat_spacing` until the block is down or answers, so the
-    12 negatives the belief needs come from ~4 s of probing, not one timeout per address."""
-    delays = sorted(flagged_after_first_failure(name))
-    assert delays[len(delays) // 2] <= 10.5, delays
+    12 negatives the belief needs come from ~4 s of probing, not one timeout per address
+    (15-19 s). From the fault, add the wait for the entity's next slot (slots ~10 s apart)."""
+    delays, from_fault = flagged_after_first_failure(name)
+    delays.sort()
+    from_fault.sort()
+    assert delays[len(delays) // 2] <= 11.0, delays
     assert delays[-1] <= 12.0, delays
+    assert from_fault[len(from_fault) // 2] <= 17.0, from_fault
+    assert from_fault[-1] <= 23.0, from_fault
+
+
+def test_each_entity_s_slots_are_spread_over_the_interval() -> None:
+    """Among every target of the default config, each small entity's three slots are about a
+    third of the interval apart (in hash order they could bunch: satgate's were 2.5, 2.5 and
+    25 s apart, and an outage right after them was seen 25 s late)."""
+    from monitor.scheduler import slot_offsets
+
+    lane = default_lane()
+    offsets = slot_offsets(lane, 30.0)
+    for name in ("kptc-unicom", "satgate", "star-jv"):
+        own = sorted(o for k, o in zip(lane, offsets, strict=True) if k.startswith(name + "/"))
+        gaps = [b - a for a, b in itertools.pairwise(own)] + [30.0 - own[-1] + own[0]]
+        assert max(gaps) <= 30.0 / len(own) + 2 * 30.0 / len(lane), (name, gaps)
 
 
 # --- 30 % random loss over many rounds --------------------------------------------------------
