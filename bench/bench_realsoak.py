@@ -21,6 +21,13 @@ one interval, so a 5 s poll misses no change), and from `/api/v1/outages` at the
 - target flips: transitions of `target_up` per target, split into the hosts that really come and
   go (true flips: the world takes them away) and every other target (false flips);
 - vantage flips: transitions of `vantage_healthy`.
+
+To pin causes, every false event, false target flip and entity-state change is stored with the
+congestion/loss episodes of the delay lines that overlap it (the episode timeline: link, label,
+begin, end, RTT factor, loss, ramps, read from the delay lines at the end): an episode overlaps
+when it runs at any time from LOOKBACK s before the event's start (before the poll before a
+flip) to its end (to the flip's poll). Each is marked `on_path` when its link carries the
+entity's blocks or the target's address. Printed at the end and kept in the raw JSON.
 """
 
 from __future__ import annotations
@@ -48,11 +55,136 @@ import benchlib  # noqa: E402
 HEADING = "## Realistic paths over hours"
 POLL = 5.0
 WARMUP = 120.0  # s: targets answer for the first time, entities leave `unknown`; not counted
+# s before an event or flip in which an episode counts as a possible cause: a target goes down
+# after its failed rounds (up to about three 30 s intervals), an event's start is its fault's.
+LOOKBACK = 90.0
 
 
 def host_of(target: str) -> str:
     """The address a `target` label probes: `A`, `A:port`, `A/name/TYPE`, `URL@A`."""
     return target.rsplit("@", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
+
+def _links(spec: Any) -> tuple[dict[str, set[str]], list[tuple[Any, str]]]:
+    """Which delay-line links carry each entity, and (network, link) of every block."""
+    import ipaddress
+
+    by_entity: dict[str, set[str]] = {}
+    blocks: list[tuple[Any, str]] = []
+    for e in spec.entities:
+        for b in e.blocks:
+            by_entity.setdefault(e.name, set()).add(b.upstream)
+            blocks.append((ipaddress.ip_network(b.prefix), b.upstream))
+    return by_entity, blocks
+
+
+def link_of(host: str, blocks: list[tuple[Any, str]]) -> str | None:
+    """The link that carries `host` (None: a control or an address outside the blocks)."""
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return next((link for net, link in blocks if addr in net), None)
+
+
+def episode_timeline(stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every episode the delay lines began (wall times), by begin time."""
+    out = [
+        {
+            "link": link,
+            "label": h.get("label"),
+            "begins": float(h["begins"]),
+            "ends": float(h["ends"]),
+            "rtt_factor": h.get("rtt_factor"),
+            "loss": h.get("loss"),
+            "ramp_up": h.get("ramp_up"),
+            "ramp_down": h.get("ramp_down"),
+        }
+        for link, s in stats.items()
+        if isinstance(s, dict)
+        for h in s.get("episodes") or []
+    ]
+    return sorted(out, key=lambda x: x["begins"])
+
+
+def overlapping(
+    timeline: list[dict[str, Any]], lo: float, hi: float, on_path: set[str]
+) -> list[dict[str, Any]]:
+    """Episodes running at any time in [lo, hi], each marked on_path (its link in `on_path`)."""
+    return [
+        {**ep, "on_path": ep["link"] in on_path}
+        for ep in timeline
+        if ep["begins"] <= hi and ep["ends"] >= lo
+    ]
+
+
+def _epoch(iso: Any) -> float | None:
+    if not iso:
+        return None
+    return dt.datetime.fromisoformat(str(iso).replace("Z", "+00:00")).timestamp()
+
+
+def pin_causes(doc: dict[str, Any], timeline: list[dict[str, Any]], spec: Any, end: float) -> None:
+    """Attach the overlapping episodes to every event, false flip and state change of `doc`."""
+    by_entity, blocks = _links(spec)
+    for ev in doc["events"]:
+        start, stop = _epoch(ev.get("start")), _epoch(ev.get("end"))
+        if start is None:
+            continue
+        on = by_entity.get(str(ev.get("entity")), set())
+        ev["episodes"] = overlapping(timeline, start - LOOKBACK, stop or end, on)
+    for fl in doc["flip_log"]:
+        link = link_of(host_of(fl["target"]), blocks)
+        fl["link"] = link
+        fl["episodes"] = overlapping(
+            timeline, fl["prev"] - LOOKBACK, fl["t"], {link} if link else set()
+        )
+    for ch in doc["state_log"]:
+        on = by_entity.get(ch["entity"], set())
+        ch["episodes"] = overlapping(timeline, ch["prev"] - LOOKBACK, ch["t"], on)
+
+
+def _when(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%H:%M:%S")
+
+
+def describe_episodes(eps: list[dict[str, Any]]) -> str:
+    if not eps:
+        return "no episode"
+    return "; ".join(
+        f"{e['link']}{'' if e['on_path'] else ' (other path)'} {e['label']} "
+        f"x{e['rtt_factor']:g} +{(e['loss'] or 0) * 100:.0f}% loss "
+        f"{_when(e['begins'])}-{_when(e['ends'])}"
+        for e in eps
+    )
+
+
+def cause_report(results: list[dict[str, Any]]) -> list[str]:
+    """One line per false event, entity-state change and false flip, with its episodes."""
+    lines: list[str] = []
+    for r in results:
+        if "error" in r:
+            continue
+        w = r.get("world")
+        for ev in r["events"]:
+            lines.append(
+                f"world {w} EVENT {ev.get('entity')} {ev.get('kind')} {ev.get('start')} .. "
+                f"{ev.get('end')}: {describe_episodes(ev.get('episodes', []))}"
+            )
+        for ch in r.get("state_log", []):
+            lines.append(
+                f"world {w} STATE {ch['entity']} {ch['from']}->{ch['to']} at {_when(ch['t'])}: "
+                f"{describe_episodes(ch.get('episodes', []))}"
+            )
+        for fl in r.get("flip_log", []):
+            lines.append(
+                f"world {w} FLIP {fl['entity']} {fl['kind']} {fl['target']} -> {fl['to']:g} at "
+                f"{_when(fl['t'])} (link {fl.get('link')}): "
+                f"{describe_episodes(fl.get('episodes', []))}"
+            )
+    return lines
 
 
 def worker(minutes: float, episodes: float) -> dict[str, Any]:
@@ -83,6 +215,10 @@ def worker(minutes: float, episodes: float) -> dict[str, Any]:
         transitions: Counter[str] = Counter()
         vantage_flips = 0
         polls = failed_polls = 0
+        # When each false flip and state change was seen: the poll, and the one before it.
+        flip_log: list[dict[str, Any]] = []
+        state_log: list[dict[str, Any]] = []
+        prev_poll = t_start
         active_seen: set[str] = set()
         # The delay line is a user-space process: on a loaded machine it writes packets late,
         # which a real path would not do. Its lateness is sampled so a reader can tell.
@@ -104,6 +240,11 @@ def worker(minutes: float, episodes: float) -> dict[str, Any]:
                     old = targets.get(key)
                     if counting and old is not None and old != v:
                         (flips_true if host_of(key[2]) in flaky else flips_false)[key[2]] += 1
+                        if host_of(key[2]) not in flaky:
+                            flip_log.append(
+                                {"t": t, "prev": prev_poll, "entity": key[0], "kind": key[1]}
+                                | {"target": key[2], "to": v}
+                            )
                     targets[key] = v
                 for lb, v in m.values("dprk_monitor_entity_state"):
                     if v != 1:
@@ -113,6 +254,9 @@ def worker(minutes: float, episodes: float) -> dict[str, Any]:
                     if counting and prev is not None and prev != st:
                         state_changes[name] += 1
                         transitions[f"{prev}->{st}"] += 1
+                        state_log.append(
+                            {"t": t, "prev": prev_poll, "entity": name, "from": prev, "to": st}
+                        )
                     states[name] = st
                 for lb, v in m.values("dprk_monitor_outage_active"):
                     if v == 1:
@@ -124,6 +268,7 @@ def worker(minutes: float, episodes: float) -> dict[str, Any]:
                 if t >= next_stats:
                     next_stats = t + 600
                     late.append(_lateness(w.path_stats()))
+                prev_poll = t
                 time.sleep(max(0.0, POLL - (time.time() - t)))
             events = list(d.outages() or [])
             last = d.metrics()
@@ -145,7 +290,8 @@ def worker(minutes: float, episodes: float) -> dict[str, Any]:
             if isinstance(s, dict)
         }
         never = [k[2] for k, v in targets.items() if v == 0]
-        return {
+        timeline = episode_timeline(stats)
+        doc: dict[str, Any] = {
             "minutes": (time.time() - t_start) / 60,
             "counted_minutes": (time.time() - t_start - WARMUP) / 60,
             "events": [
@@ -167,7 +313,12 @@ def worker(minutes: float, episodes: float) -> dict[str, Any]:
             "failures": dict(failures),
             "failed_polls": failed_polls,
             "exit": rc,
+            "timeline": timeline,
+            "flip_log": flip_log,
+            "state_log": state_log,
         }
+        pin_causes(doc, timeline, spec, time.time())
+        return doc
 
 
 def _lateness(stats: dict[str, Any]) -> dict[str, float]:
@@ -291,6 +442,20 @@ def render(
             "- targets with false flips: "
             + ", ".join(f"{k} {n}" for k, n in false_targets.most_common(8))
         )
+    flips = [f for r in ok for f in r.get("flip_log", [])]
+    if flips:
+        on = sum(1 for f in flips if any(e["on_path"] for e in f.get("episodes", [])))
+        lines.append(
+            f"- false flips with an episode on their path from {LOOKBACK:g} s before: "
+            f"{on} of {len(flips)}"
+        )
+    for r in ok:
+        for ev in r["events"]:
+            lines.append(
+                f"- world {r['world']}: false event {ev.get('entity')} {ev.get('kind')} "
+                f"{ev.get('start')} .. {ev.get('end')}; episodes: "
+                f"{describe_episodes(ev.get('episodes', []))}"
+            )
     errs = [r for r in results if "error" in r]
     if errs:
         lines.append(f"- worlds that failed: {len(errs)} (see the raw file)")
@@ -339,6 +504,8 @@ def main() -> int:
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     raw = ROOT / "bench" / "results" / f"realsoak-{int(time.time())}.json"
     raw.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    for line in cause_report(results):
+        print(line)
     text = render(results, args, info, date)
     benchlib.publish(HEADING, text, not args.no_write)
     print(f"raw: {raw}")
