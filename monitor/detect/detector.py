@@ -869,9 +869,25 @@ class Detector:
             return []
         out: list[tuple[str, Target]] = []
         cap = self.params.extra_max
+        suspected = [
+            e
+            for e in self._entities.values()
+            if e.suspect_since is not None and e.burst_at < e.suspect_since
+        ]
         for e in self._entities.values():
             mark = len(out)
             self._want(e, now, cap, out)
+            if suspected and e not in suspected and len(out) < cap:
+                # Another entity's network has just been suspected: a blackout of the
+                # country is seen there first (many addresses, answers every second), while a
+                # small entity's next slot may be 10-20 s away. One probe per block not
+                # probed lately tells now (probes only: nothing is concluded from it).
+                for block in e.blocks.values():
+                    if len(out) >= cap:
+                        break
+                    if not block.in_failure_run:
+                        for addr in block.wanted(now, e.probe_for, 1, check=True):
+                            out.append((e.name, e.probe_for[addr]))
             for _, target in out[mark:]:
                 self._asking(e, target, now)
             if e.asked and now - e.asked_swept >= _ASK_TTL / 4:

@@ -16,7 +16,7 @@ from monitor import config
 from monitor.detect.belief import BlockState
 from monitor.detect.detector import Detector, EntitySpec
 from monitor.detect.model import EventKind, State
-from monitor.probes.base import IcmpTarget, Reason, Target
+from monitor.probes.base import IcmpTarget, ProbeResult, Reason, Target
 from tests.unit.test_detector import (
     DEFAULTS,
     T0,
@@ -209,3 +209,31 @@ def test_one_dead_host_of_a_sampled_block_is_not_an_outage() -> None:
         assert sim.log.opened() == [], seed
         block = det.block_state("kptc-unicom", net)
         assert block is not None and block.state is BlockState.UP
+
+
+def test_a_suspected_network_checks_the_other_entities_at_once() -> None:
+    """When a big entity's answers stop (suspected: its burst goes out), each block of the
+    other entities not probed lately gets one probe at once, not at its next slot; once."""
+    big = [IcmpTarget(ip(f"198.18.176.{i}")) for i in range(1, 21)]
+    small = list(small_spec("kptc-unicom").targets)
+    specs = [
+        EntitySpec("star-jv", (ipaddress.IPv4Network("198.18.176.0/24"),), tuple(big)),
+        small_spec("kptc-unicom"),
+    ]
+    det = Detector(entities=specs, controls=CONTROLS, now=T0)
+    t = T0
+    for k in range(60):  # a big entity answering every 0.5 s, the small one every 10 s
+        det.observe("star-jv", ProbeResult.success(big[k % 20], t, 0.3), t + 0.3)
+        if k % 20 == 0:
+            x = small[(k // 20) % 3]
+            det.observe("kptc-unicom", ProbeResult.success(x, t, 0.3), t + 0.3)
+        det.tick(t)
+        assert det.wanted_probes(t) == []
+        t += 0.5
+    asked: list[tuple[str, Target]] = []
+    for _ in range(6):  # silence
+        t += 1.0
+        det.tick(t)
+        asked += det.wanted_probes(t)
+    assert {e for e, _ in asked} == {"star-jv", "kptc-unicom"}
+    assert len([x for e, x in asked if e == "kptc-unicom"]) == 1
