@@ -4,8 +4,9 @@ After Quan, Heidemann and Pradkin, "Trinocular: Understanding Internet Reliabili
 Adaptive Probing" (SIGCOMM 2013), as IODA runs it:
 
 - E(b), the block's *ever-responsive* addresses, is learned: an address joins on its first
-  answer and leaves when it has not answered for `responsive_ttl` while others of the block did
-  (so a long blackout never empties E(b)). Probes to other addresses are ignored.
+  answer (or from a census: `seed`) and leaves when it has not answered for `responsive_ttl`
+  while others of the block did (so a long blackout never empties E(b)). Probes to other
+  addresses are ignored.
 - A(E(b)), the chance that a probe to an ever-responsive address is answered while the block
   is up, is learned as an exponentially weighted mean of outcomes, clamped to
   [`availability_min`, `availability_max`]. A negative is held back until its failure run is

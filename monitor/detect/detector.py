@@ -874,6 +874,8 @@ class Detector:
             for e in self._entities.values()
             if e.suspect_since is not None and e.burst_at < e.suspect_since
         ]
+        # Since when the suspected networks have been silent.
+        onset = min((e.last_answer_at for e in suspected), default=now)
         for e in self._entities.values():
             mark = len(out)
             self._want(e, now, cap, out)
@@ -881,12 +883,17 @@ class Detector:
                 # Another entity's network has just been suspected: a blackout of the
                 # country is seen there first (many addresses, answers every second), while a
                 # small entity's next slot may be 10-20 s away. One probe per block not
-                # probed lately tells now (probes only: nothing is concluded from it).
+                # probed since that silence began tells now (probes only: nothing is
+                # concluded from it).
                 for block in e.blocks.values():
                     if len(out) >= cap:
                         break
-                    if not block.in_failure_run:
-                        for addr in block.wanted(now, e.probe_for, 1, check=True):
+                    if (
+                        block.state is BlockState.UP
+                        and not block.in_failure_run
+                        and block.last_probe < onset
+                    ):
+                        for addr in block.wanted(now, e.probe_for, 0, burst=1):
                             out.append((e.name, e.probe_for[addr]))
             for _, target in out[mark:]:
                 self._asking(e, target, now)
