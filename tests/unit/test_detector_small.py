@@ -109,12 +109,20 @@ def test_small_entity_flagged_within_a_timeout_and_a_burst(name: str) -> None:
     probe is known: that failure sends confirmation probes to the block's other addresses,
     each address again every `repeat_spacing` until the block is down or answers, so the
     12 negatives the belief needs come from ~4 s of probing, not one timeout per address
-    (15-19 s). From the fault, add the wait for the entity's next slot (slots ~10 s apart)."""
-    delays, from_fault = flagged_after_first_failure(name)
+    (15-19 s)."""
+    delays, _ = flagged_after_first_failure(name)
     delays.sort()
-    from_fault.sort()
     assert delays[len(delays) // 2] <= 11.0, delays
     assert delays[-1] <= 12.0, delays
+
+
+@pytest.mark.parametrize("name", ["kptc-unicom", "satgate"])
+def test_small_entity_flagged_within_17_seconds_of_the_fault(name: str) -> None:
+    """From the fault: the wait for the entity's next slot (its slots spread ~10 s apart by
+    the scheduler), then a timeout and a burst: median <= 17 s over the phases of the rounds,
+    the slowest <= 23 s (hash-ordered slots bunched satgate's: up to 34 s)."""
+    _, from_fault = flagged_after_first_failure(name)
+    from_fault.sort()
     assert from_fault[len(from_fault) // 2] <= 17.0, from_fault
     assert from_fault[-1] <= 23.0, from_fault
 
