@@ -121,6 +121,9 @@ class ProbingConfig:
     reprobes: int = 2
     # Spread each target's probe over the interval (fixed per-target offset) instead of bursts.
     splay: bool = True
+    # The shortest timeout a probe gets: each path's timeout is learned from its RTT between
+    # this and `timeout` (monitor.rto); at or above `timeout`, every probe gets `timeout`.
+    min_timeout: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -925,6 +928,7 @@ _PROBING: dict[str, Callable[[Any], Any]] = {
     "max_rate": _rate,
     "reprobes": _int_in(0, 10),
     "splay": _bool,
+    "min_timeout": _duration_in(MAX_TIMEOUT, "60s"),
 }
 _check_table(ProbingConfig, _PROBING)
 

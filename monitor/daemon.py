@@ -50,6 +50,7 @@ from monitor.pages import PageOptions
 from monitor.pathtrace import PathTracer
 from monitor.probes import build_probers
 from monitor.probes.base import Kind, Prober, ProbeResult, Target
+from monitor.probes.tcp import TcpProber
 from monitor.routing import RoutingWatch
 from monitor.scheduler import Scheduler
 from monitor.web import make_app
@@ -227,24 +228,46 @@ class Daemon:
         p = cfg.probing
         assert self.scheduler is not None
         self.scheduler.set_targets(
-            schedule_entries(cfg), p.interval, p.timeout, p.max_rate, p.reprobes, p.splay
+            schedule_entries(cfg),
+            p.interval,
+            p.timeout,
+            p.max_rate,
+            p.reprobes,
+            p.splay,
+            min_timeout=p.min_timeout,
         )
         self.cfg = cfg
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
+
+    async def _acquire_resend(self, deadline: float, send_by: float) -> bool:
+        """A TCP/HTTP SYN resend's send of the budget its probe came from (the entities', or the
+        controls' for a control probe: Scheduler.acquire_resend; monitor.probes.tcp.SynGuard)."""
+        sched = self.scheduler
+        return sched is not None and await sched.acquire_resend(deadline, send_by)
 
     async def start(self) -> None:
         cfg = self.cfg
         now = time.time()
         self.store = EventStore(cfg.state_dir)
         self.detector = Detector(cfg.detection, _specs(cfg), list(cfg.controls.all()), now=now)
-        probers = self.probers = build_probers()
+        # SYN resends take sends of the scheduler's budgets (made just below; see _acquire_resend).
+        probers = self.probers = build_probers(self._acquire_resend)
         icmp = probers.icmp
         self.metrics.bind_icmp_ignored(lambda: dict(icmp.ignored))
         p = cfg.probing
         self.scheduler = Scheduler(
-            self.probers, self, p.interval, p.timeout, p.max_rate, p.reprobes, p.splay
+            self.probers,
+            self,
+            p.interval,
+            p.timeout,
+            p.max_rate,
+            p.reprobes,
+            p.splay,
+            min_timeout=p.min_timeout,
         )
+        timeouts = self.scheduler.timeouts
+        self.metrics.bind_probe_timeouts(lambda: {str(k): v for k, v in timeouts.given().items()})
         publish = self.changes.publish
         self.routing = RoutingWatch(self.metrics, self.detector, publish, self._spawn)
         self.tracer = PathTracer(icmp, self.scheduler.acquire, self.detector, publish, cfg)
@@ -256,7 +279,8 @@ class Daemon:
         self._wire()
         self._configure(cfg)
         census = CensusStore(cfg.state_dir)
-        tcp = probers[Kind.TCP]
+        # A census's TCP probes: their SYN resends take the background share, as their SYNs.
+        tcp = TcpProber(self.scheduler.acquire_background_resend)
         self.discovery = Discovery(
             cfg, census, self.detector, self.scheduler, icmp, tcp, self.metrics, publish
         )

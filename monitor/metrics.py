@@ -296,6 +296,19 @@ class _ValueCollector(Collector):
         yield family
 
 
+class _GaugesCollector(Collector):
+    """Gauges kept by a component, one per label value, read at scrape time."""
+
+    def __init__(self, name: str, doc: str, label: str, source: Callable[[], Mapping[str, float]]):
+        self._name, self._doc, self._label, self._source = name, doc, label, source
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, self._doc, labels=[self._label])
+        for value, gauge in sorted(self._source().items()):
+            family.add_metric([value], gauge)
+        yield family
+
+
 class Metrics:
     """The daemon's metrics on one registry (tests use a fresh registry each)."""
 
@@ -465,6 +478,17 @@ class Metrics:
                 lambda: self._icmp_ignored(),
             )
         )
+        # The scheduler's learned probe timeouts, read at scrape time (see bind_probe_timeouts).
+        self._probe_timeouts: Callable[[], Mapping[str, float]] = dict
+        r.register(
+            _GaugesCollector(
+                p + "probe_timeout_seconds",
+                "Mean timeout of recent probes per kind, learned per path from the RTT between "
+                "probing.min_timeout and probing.timeout",
+                "kind",
+                lambda: self._probe_timeouts(),
+            )
+        )
         # RIS Live client health, read from the client at scrape time (see bind_bgp).
         self._bgp: Any = None
         self.bgp_connected = Gauge(
@@ -623,6 +647,10 @@ class Metrics:
         for gone in had.keys() - now.keys():
             _remove(self.block_belief, *gone)
         self._blocks = now
+
+    def bind_probe_timeouts(self, source: Callable[[], Mapping[str, float]]) -> None:
+        """Read `probe_timeout_seconds` from the scheduler at each scrape (kind -> seconds)."""
+        self._probe_timeouts = source
 
     def bind_icmp_ignored(self, source: Callable[[], Mapping[str, int]]) -> None:
         """Read `icmp_replies_ignored_total` from the ICMP engine's counters at each scrape."""

@@ -123,7 +123,7 @@ INVALID = [
     ),
     (
         "probing:\n  intervall: 30s\n" + MINIMAL,
-        "c.yaml:2: probing.intervall: unknown key (allowed: interval, max_rate, reprobes, splay, timeout)",
+        "c.yaml:2: probing.intervall: unknown key (allowed: interval, max_rate, min_timeout, reprobes, splay, timeout)",
     ),
     (
         "detection:\n  down_after: 0\n" + MINIMAL,
