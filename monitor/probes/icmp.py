@@ -68,12 +68,15 @@ from monitor.probes.base import (
     wrong_kind,
 )
 
-__all__ = ["IcmpProber", "Mode"]
+__all__ = ["IcmpProber", "LateHook", "Mode"]
 
 log = structlog.get_logger("monitor.probes.icmp")
 
 Mode = Literal["auto", "dgram", "raw"]
 Callback = Callable[[ProbeResult], None]
+# A late echo reply to a probe that had timed out: (its target, its started time (epoch), the
+# round-trip time it took). The probe's result stays a timeout; this says the path answered.
+LateHook = Callable[[IcmpTarget, float, float], None]
 
 # Linux constants the socket module does not export on every Python version.
 _SOL_IPV6: Final = 41
@@ -98,9 +101,10 @@ _BUFSIZE: Final = 2048  # echo replies are tiny; ICMP errors quote at most 576 (
 _BATCH: Final = 4096  # packets per reader call, so one busy socket cannot starve the loop
 _SLACK: Final = 0.005  # the sweeper may fire this late, to coalesce wake-ups
 _TOKENS: Final = 8 * 8192  # bytes of urandom fetched at once for the per-probe tokens
-_EXPIRED_MAX: Final = 65536  # timed-out probes remembered, to count their late replies
-# ... and for how long after their timeout (s). Only for the `late`/`stray` counters: a reply
-# later than this is counted as stray. Without it the table filled up to _EXPIRED_MAX (~20 MiB)
+_EXPIRED_MAX: Final = 65536  # timed-out probes remembered, to tell their late replies
+# ... and for how long after their timeout (s): a reply later than this is counted as stray
+# and reaches no `on_late` hook (30 s is ten times the longest timeout; a path that slow is
+# not one a probe can speak of). Without it the table filled up to _EXPIRED_MAX (~20 MiB)
 # over hours of outages and stayed there: the daemon's RSS grew ~10 MiB/h in a soak.
 _LATE_FOR: Final = 30.0
 _ADDR_CACHE_MAX: Final = 1 << 17
@@ -144,6 +148,10 @@ _STARTED: Final = 4
 _KEY: Final = 5
 _DEADLINE: Final = 6
 
+# A timed-out probe: (token, when it timed out (monotonic), target, t_send, started); the
+# target is None once a late reply was reported (a duplicate is still counted, not reported).
+_Gone = tuple[bytes, float, IcmpTarget | None, float, float]
+
 _monotonic = time.monotonic
 _wall = time.time
 
@@ -172,6 +180,11 @@ _Addr = tuple[_Family, str, IcmpTarget]
 class IcmpProber:
     """ICMP echo prober: `probe()` for the shared `Prober` signature, `submit()` for the hot path.
 
+    `on_late` (optional, set by the scheduler): called for an echo reply that arrives after its
+    probe timed out (within _LATE_FOR), checked as an on-time reply is (identifier, sequence,
+    source and token of that very probe), once per probe: the path answered, only slower than
+    the timeout. The probe's result stays a timeout.
+
     Counters (read by metrics.py): `sent` (echo requests handed to the kernel), `received`
     (matching echo replies), `errors` (ICMP errors that failed a probe), `send_errors` (sendto
     failures) and `ignored` (packets dropped by the demultiplexer, by reason):
@@ -187,10 +200,11 @@ class IcmpProber:
     - `malformed`, `unexpected_type`, `socket_error`.
     """
 
-    def __init__(self, mode: Mode = "auto") -> None:
+    def __init__(self, mode: Mode = "auto", on_late: LateHook | None = None) -> None:
         if mode not in ("auto", "dgram", "raw"):
             raise ValueError(f"mode must be auto, dgram or raw, not {mode!r}")
         self.mode: Mode = mode
+        self.on_late: LateHook | None = on_late
         self.sent = 0
         self.received = 0
         self.errors = 0
@@ -205,10 +219,8 @@ class IcmpProber:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: dict[tuple[str, int], _Rec] = {}
         self._by_token: dict[bytes, _Rec] = {}  # only to classify unmatched replies
-        # Timed-out probes: key -> (token, when it timed out), oldest first (see _LATE_FOR).
-        self._expired: collections.OrderedDict[tuple[str, int], tuple[bytes, float]] = (
-            collections.OrderedDict()
-        )
+        # Timed-out probes, oldest first (see _Gone, _LATE_FOR).
+        self._expired: collections.OrderedDict[tuple[str, int], _Gone] = collections.OrderedDict()
         self._queues: dict[float, collections.deque[_Rec]] = {}
         self._sweep_at = float("inf")
         self._sweep_handle: asyncio.TimerHandle | None = None
@@ -514,13 +526,23 @@ class IcmpProber:
             self._deliver, callback, ProbeResult.failure(target, _wall(), reason, detail)
         )
 
-    def _unmatched(self, key: tuple[str, int], token: bytes) -> None:
+    def _unmatched(self, key: tuple[str, int], token: bytes, t1: float) -> None:
         # Cold path: say why an echo reply with our identifier matched no probe.
         rec = self._by_token.get(token)
         if rec is not None:
             self.ignored["wrong_source" if rec[_KEY][0] != key[0] else "spoofed"] += 1
         elif (gone := self._expired.get(key)) is not None and gone[0] == token:
+            # The key holds the reply's source and sequence, the token is the probe's own: as
+            # much proof as an on-time reply gives.
             self.ignored["late"] += 1
+            target = gone[2]
+            hook = self.on_late
+            if target is not None and hook is not None:
+                self._expired[key] = (gone[0], gone[1], None, gone[3], gone[4])
+                try:
+                    hook(target, gone[4], t1 - gone[3])
+                except Exception as exc:  # a caller's bug must not kill the reader
+                    self._callback_failed(exc)
         else:
             self.ignored["stray"] += 1
 
@@ -599,7 +621,7 @@ class IcmpProber:
                 token = data[o + 8 : o + 16]
                 rec = inflight.pop(key, None)
                 if rec is None:
-                    self._unmatched(key, token)
+                    self._unmatched(key, token, t1)
                     continue
                 if token != rec[_TOKEN]:
                     inflight[key] = rec  # forged: the real reply may still come
@@ -680,7 +702,7 @@ class IcmpProber:
                 token = data[8:16]
                 rec = inflight.pop(key, None)
                 if rec is None:
-                    self._unmatched(key, token)
+                    self._unmatched(key, token, t1)
                     continue
                 if token != rec[_TOKEN]:
                     inflight[key] = rec
@@ -783,7 +805,7 @@ class IcmpProber:
                 if len(expired) >= _EXPIRED_MAX:
                     expired.popitem(last=False)
                 expired.pop(key, None)  # a reused sequence: to the end, to keep time order
-                expired[key] = (rec[_TOKEN], now)
+                expired[key] = (rec[_TOKEN], now, rec[_TARGET], rec[_T0], rec[_STARTED])
                 self._deliver(
                     rec[_CB],
                     ProbeResult.failure(

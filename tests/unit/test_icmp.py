@@ -442,6 +442,45 @@ def test_reply_after_timeout_is_counted_late() -> None:
     run_in_netns(body, setup=quiet_kernel)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_late_reply_reaches_on_late_and_forged_ones_do_not(mode: Mode) -> None:
+    """A genuine reply after the timeout calls on_late once with the probe's target, started
+    time and the real round trip; late replies with a wrong token, sequence or source do not."""
+
+    async def body() -> tuple[list[tuple[IcmpTarget, float, float]], ProbeResult, float]:
+        late: list[tuple[IcmpTarget, float, float]] = []
+        p = IcmpProber(mode, on_late=lambda t, started, rtt: late.append((t, started, rtt)))
+        f = Forger()
+        tgt = target("127.0.0.5")
+        t0 = time.monotonic()
+        task = asyncio.ensure_future(p.probe(tgt, 0.05))
+        await asyncio.sleep(0)
+        _, _, ident, seq, token = f.capture("127.0.0.5")
+        r = await asyncio.wait_for(task, 2.0)
+        assert r.reason is Reason.TIMEOUT
+        await asyncio.sleep(0.1)
+        f.reply("127.0.0.5", ident, seq, bytes(b ^ 0x5A for b in token))  # forged payload
+        f.reply("127.0.0.5", ident, (seq + 1) & 0xFFFF, token)  # another sequence
+        f.reply("127.0.0.6", ident, seq, token)  # from another address
+        f.reply("127.0.0.5", ident ^ 0x8001, seq, token)  # another identifier
+        await asyncio.sleep(0.05)
+        assert late == []
+        f.reply("127.0.0.5", ident, seq, token)  # the genuine late reply
+        f.reply("127.0.0.5", ident, seq, token)  # and a duplicate of it
+        await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - t0
+        assert p.ignored["late"] == 2 and p.received == 0
+        f.close()
+        await p.close()
+        return late, r, elapsed
+
+    late, r, elapsed = run_in_netns(body, setup=quiet_kernel)
+    assert len(late) == 1, late
+    tgt, started, rtt = late[0]
+    assert tgt == target("127.0.0.5") and started == r.started
+    assert 0.15 < rtt < elapsed, "the round trip of the probe: sent before, answered after 0.2 s"
+
+
 def test_timed_out_probes_are_remembered_for_a_while_not_forever() -> None:
     """Timed-out probes (kept to tell late replies) are forgotten once long past: rounds of
     timeouts minutes apart leave only the latest round's, not every timeout since start."""
