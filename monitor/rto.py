@@ -21,6 +21,10 @@ What is learned, and from what:
 - A probe that timed out doubles its target's next timeout (RFC 6298 5.5, per target, not per
   path, so the burst of probes to a block's other addresses keeps the short timeout) until the
   target answers: a re-probe waits longer than the probe that failed.
+- A reply that arrived after its probe timed out (`late`: an ICMP echo reply matched to the
+  expired probe by its token) is a real RTT sample, unambiguous unlike a TCP retransmission's:
+  learned like any other, and it ends the target's backoff (it answered). Without it a path
+  slower than the timeout never got a sample: every probe timed out at the same timeout.
 
 Memory is bounded: at most `max_paths` estimates and `max_backoffs` backed-off targets, the
 least recently updated dropped first. Pure logic: no I/O, no clock.
@@ -131,21 +135,7 @@ class Timeouts:
         """Learn from one probe's result: an answer's rtt, or a timeout's backoff."""
         target = result.target
         if result.ok:
-            if self._backoff:
-                self._backoff.pop((target.kind, target.key), None)
-            rtt = result.rtt
-            if rtt is None or rtt < 0:
-                return
-            key = path_key(target)
-            paths = self._paths
-            est = paths.get(key)
-            if est is None:
-                paths[key] = RttEstimate.first(rtt)
-                if len(paths) > self._max_paths:
-                    paths.popitem(last=False)
-            else:
-                est.add(rtt)
-                paths.move_to_end(key)
+            self._answered(target, result.rtt)
         elif result.reason is Reason.TIMEOUT and self.floor < self.cap:
             bkey = (target.kind, target.key)
             backoffs = self._backoff
@@ -153,6 +143,27 @@ class Timeouts:
             backoffs[bkey] = min(MAX_BACKOFF, n + 1)
             if len(backoffs) > self._max_backoffs:
                 backoffs.popitem(last=False)
+
+    def late(self, target: Target, rtt: float) -> None:
+        """A reply to a probe of `target` that had timed out came `rtt` seconds after it was
+        sent: a sample like an on-time answer's (see the module doc)."""
+        self._answered(target, rtt)
+
+    def _answered(self, target: Target, rtt: float | None) -> None:
+        if self._backoff:
+            self._backoff.pop((target.kind, target.key), None)
+        if rtt is None or rtt < 0:
+            return
+        key = path_key(target)
+        paths = self._paths
+        est = paths.get(key)
+        if est is None:
+            paths[key] = RttEstimate.first(rtt)
+            if len(paths) > self._max_paths:
+                paths.popitem(last=False)
+        else:
+            est.add(rtt)
+            paths.move_to_end(key)
 
     def forget(self, target: Target) -> None:
         """A target left the configuration: its backoff goes (its path's estimate may serve

@@ -16,6 +16,11 @@
 - Each probe's timeout is learned per path (monitor.rto: RFC 6298's SRTT/RTTVAR per /24 and
   kind, per target for HTTP and DNS), between `min_timeout` and `timeout`, from every result
   that passes here; a probe that timed out doubles its target's next timeout (its re-probes).
+- A reply that arrives after its probe timed out (a prober with an `on_late` hook: ICMP) is
+  not lost: its RTT is learned (the next timeouts grow to cover the slow path) and the sink
+  hears of it (`LateSink.on_late`) as an answer of the entity whose probe timed out, so that a
+  path slower than the timeout is not taken for a dead one. The probe's result stays a failure
+  (its round was already judged).
 - Blocks with a census (monitor.discovery) are sampled: a sample job has a slot like a target
   and, when due, asks its `pick` callback which addresses to probe this round (a few of E(b),
   more while the block's belief is uncertain); those probes queue behind re-probes and go
@@ -40,7 +45,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -150,6 +155,35 @@ class ResultSink(Protocol):
         """A scheduled probe was skipped (still busy) or sent late (budget exhausted)."""
 
 
+@runtime_checkable
+class LateSink(Protocol):
+    """A sink that also hears of late answers (optional: sinks without it do not)."""
+
+    def on_late(
+        self, entity: str, target: Target, started: float, rtt: float, control: bool
+    ) -> None:
+        """A probe of `target` (sent at `started`, epoch) that timed out was answered after
+        all, `rtt` seconds after it was sent: the target answers, more slowly than its
+        timeout. Once per probe, after its failed result."""
+
+
+# (target, started, rtt): what a prober's on_late hook is called with (monitor.probes.icmp).
+LateHook = Callable[[IcmpTarget, float, float], None]
+
+
+@runtime_checkable
+class LateReporter(Protocol):
+    """A prober that reports replies arriving after their probe timed out."""
+
+    on_late: LateHook | None
+
+
+# Who a timed-out probe belonged to is remembered this long (s), for its late reply: longer
+# than the ICMP engine remembers the probe itself (monitor.probes.icmp._LATE_FOR).
+_LATE_OWNER_FOR = 60.0
+_LATE_OWNER_MAX = 1 << 16
+
+
 def _wake_up(fut: asyncio.Future[None] | None) -> None:
     if fut is not None and not fut.done():
         fut.set_result(None)
@@ -230,6 +264,15 @@ class Scheduler:
         self._raised: set[tuple[str, Target]] = set()
         self._sink_raised: set[tuple[str, Target]] = set()  # the same for the sink, until removed
         self._sink = sink
+        self._late_sink = sink if isinstance(sink, LateSink) else None
+        # The entity (and lane) of each target whose probe timed out lately, oldest first: a
+        # late reply names the target only. (send, when it timed out)
+        self._late_owner: collections.OrderedDict[Target, tuple[_Send, float]] = (
+            collections.OrderedDict()
+        )
+        for p in probers.values():
+            if isinstance(p, LateReporter):
+                p.on_late = self._on_late
         self.interval = interval
         self.timeout = timeout
         self.reprobes = reprobes
@@ -544,6 +587,8 @@ class Scheduler:
         self.timeouts.observe(result)
         if result.ok:
             self._raised.discard((send.entity, send.target))
+        elif result.reason is Reason.TIMEOUT and self._late_sink is not None:
+            self._timed_out(send)
         try:
             self._sink.on_result(send.entity, result, send.control)
         except Exception as exc:
@@ -562,6 +607,31 @@ class Scheduler:
         job.busy = False
         try:
             self._sink.on_round(job.entity, job.target, job.round_ok, job.control)
+        except Exception as exc:
+            self._sink_failed(send, exc)
+
+    def _timed_out(self, send: _Send) -> None:
+        """Remember whose probe of this target timed out, for a late reply (see _on_late)."""
+        owners = self._late_owner
+        at = time.monotonic()
+        cut = at - _LATE_OWNER_FOR
+        while owners and (len(owners) >= _LATE_OWNER_MAX or next(iter(owners.values()))[1] < cut):
+            owners.popitem(last=False)
+        owners.pop(send.target, None)  # to the end: time order
+        owners[send.target] = (send, at)
+
+    def _on_late(self, target: IcmpTarget, started: float, rtt: float) -> None:
+        """A prober's late reply: learn its RTT; tell the sink, as the answer of the entity
+        whose probe of the target timed out (unknown when the probe was not ours: a census's
+        or a traceroute's probe through the same engine only teaches the RTT)."""
+        self.timeouts.late(target, rtt)
+        sink = self._late_sink
+        owner = self._late_owner.get(target)
+        if sink is None or owner is None:
+            return
+        send = owner[0]
+        try:
+            sink.on_late(send.entity, target, started, rtt, send.control)
         except Exception as exc:
             self._sink_failed(send, exc)
 

@@ -128,3 +128,18 @@ def test_given_is_the_recent_mean_per_kind() -> None:
     for _ in range(2000):
         tt.timeout(t)
     assert tt.given() == {t.kind: pytest.approx(1.0)}
+
+
+def test_a_late_reply_is_a_sample_and_ends_the_backoff() -> None:
+    """A reply that came after its probe timed out (1.6 s on a 0.4 s path) is learned: the
+    next timeout covers it (3 x 1.6 s, capped at 3 s), where without it the backoff kept
+    doubling the 1.2 s that timed out."""
+    t = icmp("198.18.176.1")
+    tt = learned([0.4] * 20)
+    assert tt.timeout(t) == pytest.approx(1.2)
+    tt.observe(timed_out(t))
+    assert tt.timeout(t) == pytest.approx(2.4)
+    tt.late(t, 1.6)
+    assert tt.timeout(t) == pytest.approx(3.0)
+    other = icmp("198.18.176.2")  # the same /24: the same path, no backoff of its own
+    assert tt.timeout(other) == pytest.approx(3.0)

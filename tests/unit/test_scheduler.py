@@ -503,3 +503,81 @@ async def test_without_min_timeout_every_probe_gets_the_timeout(vclock: None) ->
     sched = make(prober, sink, [("e", targets(1)[0], False)], interval=1.0, max_rate=20)
     await run_for(sched, 2.5)
     assert prober.timeouts == [0.5, 0.5, 0.5]
+
+
+class SlowPathProber:
+    """A `CallbackProber` on a path of `rtt` seconds: answers in time when the timeout allows,
+    else times out and, if `late_replies`, the reply still arrives `rtt` after the send (the
+    ICMP engine's on_late hook). Records the timeout each probe was given."""
+
+    def __init__(self, late_replies: bool) -> None:
+        self.late_replies = late_replies
+        self.rtt = 0.05
+        self.timeouts: list[float] = []
+        self.on_late: Callable[[IcmpTarget, float, float], None] | None = None
+
+    def start(
+        self, target: Target, timeout: float, callback: Callable[[ProbeResult], None]
+    ) -> None:
+        assert isinstance(target, IcmpTarget)
+        loop = asyncio.get_running_loop()
+        self.timeouts.append(timeout)
+        started, rtt = time.time(), self.rtt
+        if rtt <= timeout:
+            loop.call_later(rtt, callback, ProbeResult.success(target, started, rtt))
+            return
+        loop.call_later(timeout, callback, ProbeResult.failure(target, started, Reason.TIMEOUT))
+        if self.late_replies and self.on_late is not None:
+            loop.call_later(rtt, self.on_late, target, started, rtt)
+
+    async def probe(self, target: Target, timeout: float) -> ProbeResult:
+        raise AssertionError("the scheduler uses start()")
+
+    async def close(self) -> None:
+        pass
+
+
+class LateSinkRecorder(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.late: list[tuple[str, str, float, float, bool]] = []
+
+    def on_late(
+        self, entity: str, target: Target, started: float, rtt: float, control: bool
+    ) -> None:
+        self.late.append((entity, target.key, started, rtt, control))
+
+
+async def slow_path_run(late_replies: bool) -> tuple[SlowPathProber, LateSinkRecorder]:
+    """A target answering in 50 ms until t=3 s, then in 1 s (min_timeout 0.1 s, cap 5 s)."""
+    tgt = targets(1)[0]
+    prober, sink = SlowPathProber(late_replies), LateSinkRecorder()
+    sched = Scheduler({Kind.ICMP: prober}, sink, 2.0, 5.0, 20, 2, min_timeout=0.1)
+    sched.set_targets([("e", tgt, False)], 2.0, 5.0, 20, 2, min_timeout=0.1)
+    asyncio.get_running_loop().call_later(3.0, setattr, prober, "rtt", 1.0)
+    await run_for(sched, 9.0)
+    return prober, sink
+
+
+@virtual_test
+async def test_a_late_reply_raises_the_next_timeout_and_reaches_the_sink(vclock: None) -> None:
+    """When the path slows from 50 ms to 1 s, the probe and its re-probes time out (0.15, 0.3,
+    0.6 s); their replies still come and are learned: the next round's probe gets 3 x 1 s (not
+    the backoff's 1.2 s) and every late reply reaches the sink as entity e's answer."""
+    prober, sink = await slow_path_run(late_replies=True)
+    assert prober.timeouts[:5] == pytest.approx([5.0, 0.15, 0.15, 0.3, 0.6])
+    assert prober.timeouts[5] >= 3.0
+    assert [(e, k, rtt, c) for e, k, _, rtt, c in sink.late] == [
+        ("e", "198.18.176.1", 1.0, False)
+    ] * 3
+    failed = [r.started for _, _, r in sink.results if not r.ok]
+    assert [started for _, _, started, _, _ in sink.late] == failed
+
+
+@virtual_test
+async def test_without_late_replies_the_backoff_alone_grows_the_timeout(vclock: None) -> None:
+    """The same slow path without late replies (sanity for the test above): the next round's
+    probe gets only the backoff's 8 x 0.15 s, and the sink hears of no late answer."""
+    prober, sink = await slow_path_run(late_replies=False)
+    assert prober.timeouts[:6] == pytest.approx([5.0, 0.15, 0.15, 0.3, 0.6, 1.2])
+    assert sink.late == []
