@@ -29,6 +29,11 @@ Refinements for a prober that re-probes at once:
   negative: a block of three addresses is judged in seconds, not in four `negative_spacing`s.
 - Results arrive out of order (a timeout lands seconds after a later probe's answer): a negative
   sent before the block's latest answer, or before a `reset`, is stale and ignored.
+- A reply that arrives after its probe timed out (`answered_late`) is an answer: a path slower
+  than the timeout is not a dead one. It is dated like an on-time answer (its probe's started
+  time: it ends the failure run that began with its own timeout), except when the block went
+  down after that probe was sent: then it is evidence of now (its arrival), as an answer after
+  a recovery is, and does not undo the down state in the past.
 - The run (the counted negatives since the block's latest answer) is kept as a log-likelihood
   ratio, so that a detector can weigh the runs of several blocks failing together (a blackout
   of a whole network) and `force_down` them on their joint evidence.
@@ -258,6 +263,18 @@ class BlockBelief:
         p_up, p_down = 1.0 - self._availability, 1.0 - p.noise
         self.run_llr += math.log(p_up / p_down)
         return self._bayes(p_up, p_down, started)
+
+    def answered_late(self, addr: IPAddress, started: float, arrived: float) -> bool:
+        """A probe of `addr` sent at `started`, whose timeout was observed already, was
+        answered at `arrived` after all (see the module doc). Returns True when the state
+        changed. A is not taught by it; the negative of its timeout, held back until its run
+        is resolved (see _learn), is withdrawn: it was no loss."""
+        if self._held_fail:
+            self._held_fail -= 1
+        t = started
+        if self.state is BlockState.DOWN and started < self.state_since:
+            t = max(arrived, self.state_since)
+        return self.observe(addr, True, t, learn=False)
 
     def _end_run(self) -> None:
         if self.run_count:

@@ -8,6 +8,9 @@ How the daemon drives it:
   (`entity=None` for control probes);
 - `observe_round(entity, target, ok, now)` for a target's outcome per round after re-probes
   (`Scheduler.on_round`; controls need not be passed): feeds the per-target hysteresis;
+- `observe_late(entity, target, started, rtt, now)` when a probe that timed out was answered
+  after all (`Scheduler.on_late`): the block's belief takes it as an answer (a slow path is
+  not a dead one), as does the answer-gap suspicion; the target stays as its rounds left it;
 - `observe_bgp(entity, prefix, ratio, now)` when a prefix's BGP visibility changes;
 - `tick(now)` once a second: entities are judged there (and at once when a block goes down);
 - `wanted_probes(now)` after each tick: extra probes for blocks in a failure run;
@@ -137,6 +140,9 @@ _EVAL_GAP = 0.25
 _RECOVERED = "recovered"
 # An extra probe asked for and not seen back after this long is forgotten (seconds).
 _ASK_TTL = 120.0
+# A late answer's lost sample is looked for among the samples started at most this long
+# before it (s): far more than any probe's timeout.
+_LATE_SCAN = 60.0
 # Ordinary answers whose gaps are learned before the answer-gap suspicion is armed.
 _GAP_WARMUP = 10
 
@@ -231,6 +237,24 @@ class _Window:
         if rtt is not None:
             self.rtt_times.append(t)
             self.rtts.append(rtt)
+
+    def unlose(self, t: float, rtt: float) -> None:
+        """The lost sample at started time `t` (the latest such) was answered after all, in
+        `rtt`: no loss, and an RTT like any other (leaving out the answers slower than the
+        timeout would censor the median: a 4 s path read as its fast tail, ~2.9 s). Samples
+        are in arrival order, not quite started order (timeouts differ): the scan stops at
+        one started long before."""
+        s = self.samples
+        for i in range(len(s) - 1, -1, -1):
+            ti, lost = s[i]
+            if ti == t and lost:
+                s[i] = (ti, False)
+                self.lost -= 1
+                self.rtt_times.append(t)
+                self.rtts.append(rtt)
+                return
+            if ti < t - _LATE_SCAN:
+                return
 
     def expire(self, now: float) -> None:
         cut = now - self.width
@@ -610,6 +634,41 @@ class Detector:
         ):
             urgent = True
         return urgent
+
+    def observe_late(
+        self, entity: str | None, target: Target, started: float, rtt: float, now: float
+    ) -> list[Change]:
+        """A probe of `target` sent at `started`, already observed as timed out, was answered
+        `rtt` seconds after it was sent (a reply later than the timeout: a path slower than
+        it, e.g. a satellite link in a congestion episode). Life for its block: its failure
+        run ends, a down block comes back up (dated at the arrival when it went down after the
+        probe was sent: see BlockBelief.answered_late), and the entity's answers are not
+        silent. Not for the target's hysteresis (its probe did time out: rounds judge it). The
+        loss window takes the probe's loss back and gets its RTT (a path that slow may well
+        be `degraded`: latency far above normal). Controls (entity None) are not judged on
+        it."""
+        if entity is None:
+            return []
+        e = self._entities.get(entity)
+        addr = target_address(target)
+        if e is None or addr is None:
+            return []
+        ts = e.targets.get(target)
+        block = ts.block if ts is not None else e.sample_block.get(addr)
+        if block is None:
+            return []
+        healthy = self._vantage.healthy
+        before = block.state
+        urgent = False
+        if block.answered_late(addr, started, started + rtt):
+            e.dirty = True
+            urgent = BlockState.DOWN in (before, block.state)
+        if healthy and target.kind is Kind.ICMP:
+            e.loss.window.unlose(started, rtt)
+        self._answer_seen(e, now, ordinary=False)
+        if urgent and healthy and now - e.last_eval >= _EVAL_GAP:
+            return self._evaluate(e, now)
+        return []
 
     def observe_round(self, entity: str, target: Target, ok: bool, now: float) -> list[Change]:
         """A target's outcome for one round after its re-probes (drives its hysteresis)."""

@@ -270,3 +270,33 @@ def test_params_are_validated() -> None:
         BeliefParams(availability_min=0.9, availability_max=0.8)
     with pytest.raises(ValueError, match="noise"):
         BeliefParams(noise=0.0)
+
+
+def test_a_late_answer_ends_the_failure_run_of_its_own_timeout() -> None:
+    """A probe that timed out (a negative) and was answered 4 s after it was sent: the run it
+    began ends as with an on-time answer, dated at the probe's send; the negative it held
+    back is no loss (A unchanged)."""
+    b = warmed(3)
+    a0 = b.availability
+    b.observe(ADDRS[0], False, 100.0)
+    assert b.fail_start == 100.0 and b.in_failure_run
+    assert not b.answered_late(ADDRS[0], 100.0, 104.0)
+    assert b.fail_start is None and b.run_count == 0 and b.last_positive == 100.0
+    b.observe(ADDRS[1], True, 110.0)  # an on-time answer would learn held negatives as loss
+    assert b.availability >= a0
+
+
+def test_a_late_answer_after_the_block_went_down_is_evidence_of_now() -> None:
+    """A late answer to a probe sent before the block went down brings it back up at the
+    answer's arrival, not at the probe's send (before the down state: history rewritten);
+    one to a probe sent after the down state is dated at its send, as an on-time answer."""
+    b = warmed(3)
+    fail_until_down(b, 100.0)
+    down_at = b.state_since
+    assert b.answered_late(ADDRS[0], down_at - 2.0, down_at + 2.0)
+    assert state(b) is BlockState.UP and b.state_since == down_at + 2.0
+    b = warmed(3)
+    fail_until_down(b, 100.0)
+    down_at = b.state_since
+    assert b.answered_late(ADDRS[0], down_at + 1.0, down_at + 5.0)
+    assert state(b) is BlockState.UP and b.state_since == down_at + 1.0

@@ -190,14 +190,19 @@ class Sim:
         max_rate: float | None = None,
         lane: Sequence[str] = (),
         slots: Mapping[Target, float] | None = None,
+        late_answers: bool = False,
     ) -> None:
         """`lane`: the scheduler's job keys ("entity/kind/key") of other entities' targets
         sharing the entity lane (not simulated), so that this entity's slots fall where the
-        scheduler puts them among the others; `slots`: offsets of some targets, imposed."""
+        scheduler puts them among the others; `slots`: offsets of some targets, imposed.
+        `late_answers`: an answer slower than the timeout still arrives after its timeout
+        (`Detector.observe_late`, as the scheduler hands over the ICMP engine's late replies)."""
         self.world = world
         self.spec, self.controls = spec_controls or dprk_box()
         self.det = detector or Detector(params, [self.spec], self.controls, now=start)
         self.interval, self.timeout, self.reprobes = interval, timeout, reprobes
+        self.late_answers = late_answers
+        self.late = 0  # late answers delivered
         self.now = start
         self.log = Log()
         self._q: list[tuple[float, int, Callable[[float], None]]] = []
@@ -244,6 +249,13 @@ class Sim:
         rtt = self.world.rtt_of(t, entity is None)
         if ok and rtt > self.timeout:
             ok, reason = False, Reason.TIMEOUT  # a late answer: the probe timed out
+            if self.late_answers and target.kind is Kind.ICMP:
+
+                def late(now: float) -> None:
+                    self.late += 1
+                    self._emit(now, self.det.observe_late(entity, target, t, rtt, now))
+
+                self._push(t + rtt, late)
         delay = rtt if ok else (self.timeout if reason is Reason.TIMEOUT else rtt)
         result = (
             ProbeResult.success(target, t, rtt)
