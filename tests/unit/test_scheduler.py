@@ -581,3 +581,17 @@ async def test_without_late_replies_the_backoff_alone_grows_the_timeout(vclock: 
     prober, sink = await slow_path_run(late_replies=False)
     assert prober.timeouts[:6] == pytest.approx([5.0, 0.15, 0.15, 0.3, 0.6, 1.2])
     assert sink.late == []
+
+
+def test_the_icmp_engine_s_late_replies_are_wired_to_the_scheduler() -> None:
+    """The real ICMP engine's on_late hook is set by the scheduler that uses it (the daemon
+    passes build_probers()); a prober without the hook is left alone."""
+    from monitor.probes.icmp import IcmpProber
+
+    icmp, other = IcmpProber(), FakeProber()
+    sched = Scheduler({Kind.ICMP: icmp, Kind.TCP: other}, LateSinkRecorder(), 30.0, 3.0, 20, 2)
+    assert icmp.on_late is not None
+    tgt = targets(1)[0]
+    icmp.on_late(tgt, 123.0, 4.0)  # not a probe of the scheduler's: the RTT only
+    assert sched.timeouts._paths, "the late RTT was learned"
+    assert not hasattr(other, "on_late")
