@@ -103,7 +103,7 @@ _SLACK: Final = 0.005  # the sweeper may fire this late, to coalesce wake-ups
 _TOKENS: Final = 8 * 8192  # bytes of urandom fetched at once for the per-probe tokens
 _EXPIRED_MAX: Final = 65536  # timed-out probes remembered, to tell their late replies
 # ... and for how long after their timeout (s): a reply later than this is counted as stray
-# and reaches no `on_late` hook (30 s is ten times the longest timeout; a path that slow is
+# and reaches no `on_late` hook (30 s is ten times the default timeout; a path that slow is
 # not one a probe can speak of). Without it the table filled up to _EXPIRED_MAX (~20 MiB)
 # over hours of outages and stayed there: the daemon's RSS grew ~10 MiB/h in a soak.
 _LATE_FOR: Final = 30.0
