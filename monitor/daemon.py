@@ -150,6 +150,15 @@ class Daemon:
         metric = self.metrics.probes_late if late else self.metrics.probes_skipped
         metric.labels(entity, target.kind.value).inc()
 
+    def on_late(
+        self, entity: str, target: Target, started: float, rtt: float, control: bool
+    ) -> None:
+        """A timed-out probe answered after all (scheduler.LateSink): life for its block."""
+        if self.detector is not None and not control:
+            changes = self.detector.observe_late(entity, target, started, rtt, time.time())
+            if changes:
+                self.changes.publish(changes)
+
     # --- wiring of the consumers ----------------------------------------------------------
 
     def _wire(self) -> None:
