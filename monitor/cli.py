@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from monitor import logs
     from monitor.daemon import Daemon, DaemonFailed
     from monitor.events import StoreError
-    from monitor.notify.outbox import OutboxError
+    from monitor.sqlitefile import NewerSchema
 
     cfg = _load(args.config)
     if cfg is None:
@@ -50,10 +50,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DaemonFailed as e:
         print(f"dprk-monitor: stopped: {e}", file=sys.stderr)
         return EX_SOFTWARE
-    except (StoreError, OutboxError) as e:
-        # An event log or notification outbox this version cannot use (written by a newer
-        # one): restarting cannot help, so the exit status is the one systemd does not
-        # restart on.
+    except (StoreError, NewerSchema) as e:
+        # An event log, history, census or notification outbox this version cannot use
+        # (written by a newer one): restarting cannot help, so the exit status is the one
+        # systemd does not restart on.
         print(f"dprk-monitor: cannot start: {e}", file=sys.stderr)
         return EX_CONFIG
     return 0

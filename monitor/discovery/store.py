@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor import sqlitefile
 from monitor.discovery.plan import AddressStats, BlockCensus, IPv4, IPv4Net, block_of
 
 FILENAME = "census.sqlite3"
@@ -48,6 +49,22 @@ CREATE TABLE IF NOT EXISTS census (
 );
 CREATE INDEX IF NOT EXISTS census_entity ON census (entity, finished);
 """
+# 1: PRAGMA user_version set (0: the first census databases, which had no `doubtful` column
+# at first); a file above it was written by a newer version and is refused.
+SCHEMA_VERSION = 1
+
+
+class CensusSchemaError(sqlitefile.NewerSchema):
+    """census.sqlite3 was written by a newer version: refused, never written."""
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    for stmt in _SCHEMA.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+    cols = {row[1] for row in conn.execute("PRAGMA table_info(census)")}
+    if "doubtful" not in cols:  # a database from before the column: added, rows kept
+        conn.execute("ALTER TABLE census ADD COLUMN doubtful INTEGER NOT NULL DEFAULT 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +97,14 @@ class CensusStore:
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.path = Path(state_dir) / FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        cols = {row[1] for row in self._db.execute("PRAGMA table_info(census)")}
-        if "doubtful" not in cols:  # a database from before the column: added, rows kept
-            self._db.execute("ALTER TABLE census ADD COLUMN doubtful INTEGER NOT NULL DEFAULT 0")
+        self._db = sqlitefile.open_writer(self.path, SCHEMA_VERSION, self._newer, _migrate)
+
+    def _newer(self, version: int) -> CensusSchemaError:
+        return CensusSchemaError(
+            f"{self.path}: written by a newer dprk-monitor (census schema {version}, this "
+            f"version reads up to {SCHEMA_VERSION}); refusing to use it: upgrade dprk-monitor, "
+            "or move the file away"
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -234,8 +234,9 @@ def test_a_failing_consumer_is_contained_and_counted() -> None:
         ("events.sqlite3", ""),
         # before: a traceback and exit 1, which systemd restarts forever
         ("notify.sqlite3", "notify:\n  - url: json://127.0.0.1:9/\n    name: hook\n"),
+        ("census.sqlite3", ""),
     ],
-    ids=["event_log", "notify_outbox"],
+    ids=["event_log", "notify_outbox", "census"],
 )
 def test_cli_run_refuses_a_database_from_a_newer_version(
     tmp_path: Path,
@@ -244,7 +245,7 @@ def test_cli_run_refuses_a_database_from_a_newer_version(
     filename: str,
     extra: str,
 ) -> None:
-    """An event log or notification outbox written by a newer schema is refused with one line
+    """An event log, notification outbox or census written by a newer schema is refused with one line
     and exit 78 (systemd does not restart on it: a restart cannot help), and the file is left
     as it was."""
     import sqlite3
