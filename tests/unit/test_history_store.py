@@ -222,12 +222,12 @@ def test_a_full_disk_drops_points_logs_once_and_recovers(tmp_path: Path) -> None
             assert s.flush()
             soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
             resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
-            for i in range(1, 80):
+            for i in range(1, 240):  # ~1 MB: past the limit however the writer batches
                 s.add([point(T0 + 10 * i, blocks=big)])
             assert s.flush()
             full = dict(written=s.written, dropped=dict(s.dropped), healthy=s.healthy)
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-            s.add([point(T0 + 10 * 100)])
+            s.add([point(T0 + 10 * 300)])
             assert s.flush()
             after = dict(written=s.written, healthy=s.healthy)
             s.close()
@@ -240,7 +240,7 @@ def test_a_full_disk_drops_points_logs_once_and_recovers(tmp_path: Path) -> None
     res = json.loads(out.stdout.strip().splitlines()[-1])
     full, after = res["full"], res["after"]
     assert full["healthy"] is False and full["dropped"]["disk"] > 0
-    assert full["written"] + full["dropped"]["disk"] == 80
+    assert full["written"] + full["dropped"]["disk"] == 240
     assert res["errors"] == 1, "logged once, not per batch"
     assert after["healthy"] is True and after["written"] == full["written"] + 1
 
