@@ -27,6 +27,7 @@ from aiohttp import web
 
 from monitor import __version__, systemd
 from monitor import config as config_mod
+from monitor.allocator import TRIM_EVERY, Allocator
 from monitor.bgp import RisLiveClient
 from monitor.config import CONTROLS, Config, configured_targets
 from monitor.detect.detector import Detector, EntitySpec
@@ -97,6 +98,7 @@ class Daemon:
         # Controls only: entity targets' hysteresis lives in the detector.
         self._control_hyst: dict[Target, Hysteresis] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.allocator = Allocator()
         self._runner: web.AppRunner | None = None
         self._ready = False
         self._stopping = False
@@ -258,6 +260,7 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.cfg
         now = time.time()
+        arenas = self.allocator.tune()  # before the executor's threads take arenas
         self.store = EventStore(cfg.state_dir)
         self.detector = Detector(cfg.detection, _specs(cfg), list(cfg.controls.all()), now=now)
         # SYN resends take sends of the scheduler's budgets (made just below; see _acquire_resend).
@@ -295,10 +298,13 @@ class Daemon:
         )
         self.discovery.configure(cfg)  # sampled blocks known before open events are resumed
         resumed = self.store.open_events(e.name for e in cfg.entities)
-        publish(self.detector.resume(resumed, now))
+        continued = self.detector.resume(resumed, now)
+        # The notifier learns what it already told before the resumed events' updates reach
+        # it, so that they are not taken for news.
+        self.notifier.resume(self.detector.open_events())
+        publish(continued)
         for ev in self.detector.open_events():
             self.metrics.outage_active.labels(ev.entity).set(1 if ev.open else 0)
-        self.notifier.resume(self.detector.open_events())
         if resumed:
             log.warning("resumed open outage events", ids=[e.id for e in resumed])
         pages = PageOptions(
@@ -327,6 +333,8 @@ class Daemon:
         self._spawn(self.discovery.run(), "discovery")
         self._spawn(self.history.run(), "history")
         self._spawn(self.notifier.run(), "notify")
+        if self.allocator.glibc:
+            self._spawn(self._trim_heap(), "malloc-trim")
         await self.routing.start(cfg)
         wd = systemd.watchdog_interval()
         if wd:
@@ -341,6 +349,7 @@ class Daemon:
             targets=sum(len(e.targets) for e in cfg.entities),
             controls=len(cfg.controls),
             state_dir=str(cfg.state_dir),
+            malloc_arenas=arenas,
         )
         systemd.notify("READY=1\nSTATUS=probing")
 
@@ -396,6 +405,14 @@ class Daemon:
         for t, h in self._control_hyst.items():
             by_kind.setdefault(t.kind, []).append(h.state)
         return [(CONTROLS, kind, count_states(states)) for kind, states in by_kind.items()]
+
+    async def _trim_heap(self) -> None:
+        # Free pages inside glibc's arenas go back to the kernel only when asked (see
+        # monitor/allocator.py: the soak's RSS growth was that free space).
+        while True:
+            await asyncio.sleep(TRIM_EVERY)
+            released = self.allocator.trim()
+            log.debug("malloc_trim", released=released, seconds=self.allocator.trim_seconds)
 
     async def _watchdog(self, every: float) -> None:
         while True:

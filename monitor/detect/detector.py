@@ -1114,6 +1114,9 @@ class Detector:
                 # listed as down were down during it, not now).
                 changes += self._seed(e, ev, rec, now)
             e.dirty = True
+            # Stored at once: the restart's mark must survive a second crash that comes
+            # before the event next changes (two kills 13 s apart lost it in the soak).
+            changes.append(EventUpdated(self._record(e, ev), ev.kind))
         return changes
 
     def _seed(self, e: _Entity, ev: _Event, rec: EventRecord, now: float) -> list[Change]:

@@ -545,7 +545,13 @@ def test_resume_continues_an_open_event_and_closes_it_once() -> None:
     spec, controls = dprk_box()
     det = Detector(DetectionParams(), [spec], controls, now=at(760))
     changes = det.resume([stored], at(760))
-    assert all(isinstance(c, TargetChanged) for c in changes)
+    # The targets seeded down, then the event itself, stored at once with the restart's mark
+    # (a second crash before the event next changes must not lose it).
+    *seeded, update = changes
+    assert all(isinstance(c, TargetChanged) for c in seeded)
+    assert isinstance(update, EventUpdated) and not update.escalated
+    assert update.event.id == stored.id
+    assert update.event.evidence.to_json()["resumed_at"] == [iso(at(760))]
     sim = Sim(w, detector=det, start=at(760))
     sim.run_until(at(900))
     assert det.entity_state("star-jv") is State.DOWN
@@ -827,7 +833,8 @@ def test_resume_seeds_never_answered_targets_down() -> None:
     (stored,) = run(w, 700).det.open_events()
     spec, controls = dprk_box()
     det = Detector(DetectionParams(), [spec], controls, now=at(760))
-    changes = det.resume([stored], at(760))
+    *changes, update = det.resume([stored], at(760))
+    assert isinstance(update, EventUpdated)
     assert changes and all(isinstance(c, TargetChanged) and not c.up for c in changes)
     counts = {k.value: {s.value: n for s, n in c.items()} for _, k, c in det.target_counts()}
     assert counts["http"] == {"up": 0, "down": 5, "never_answered": 0}

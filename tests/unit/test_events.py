@@ -360,6 +360,13 @@ def test_committed_event_survives_kill_9_and_is_resumed(tmp_path: Path) -> None:
         DetectionParams(merge_gap=0), [EntitySpec("box", (), tuple(targets))], (), now=T0 + 100
     )
     store.apply(det.resume(store.open_events(), T0 + 100))
+    store.flush()
+    # The restart's mark is on disk before anything else happens: a second kill -9 now
+    # must not lose it (the soak's two kills 13 s apart did on the old code).
+    peek = EventStore(tmp_path)
+    (resumed,) = peek.open_events()
+    assert resumed.evidence.resumed_at == (T0 + 100,)
+    peek.close()
     changes = det.observe("box", ProbeResult.success(targets[0], T0 + 101, 0.05), T0 + 101)
     store.apply(changes)
     assert not any(isinstance(c, EventOpened) for c in changes)
