@@ -236,17 +236,8 @@ class Daemon:
             self.notifier.configure(cfg)
         if self.tracer is not None:
             self.tracer.configure(cfg)
-        p = cfg.probing
         assert self.scheduler is not None
-        self.scheduler.set_targets(
-            schedule_entries(cfg),
-            p.interval,
-            p.timeout,
-            p.max_rate,
-            p.reprobes,
-            p.splay,
-            min_timeout=p.min_timeout,
-        )
+        self.scheduler.set_targets(schedule_entries(cfg), cfg.probing)
         self.cfg = cfg
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
@@ -267,17 +258,7 @@ class Daemon:
         probers = self.probers = build_probers(self._acquire_resend)
         icmp = probers.icmp
         self.metrics.bind_icmp_ignored(lambda: dict(icmp.ignored))
-        p = cfg.probing
-        self.scheduler = Scheduler(
-            self.probers,
-            self,
-            p.interval,
-            p.timeout,
-            p.max_rate,
-            p.reprobes,
-            p.splay,
-            min_timeout=p.min_timeout,
-        )
+        self.scheduler = Scheduler(self.probers, self, cfg.probing)
         timeouts = self.scheduler.timeouts
         self.metrics.bind_probe_timeouts(lambda: {str(k): v for k, v in timeouts.given().items()})
         publish = self.changes.publish

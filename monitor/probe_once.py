@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from monitor.config import Config
 from monitor.daemon import schedule_entries
@@ -23,11 +23,10 @@ async def probe_once(cfg: Config) -> list[Row]:
     entries = list(schedule_entries(cfg))
     probers = build_probers()
     collector = RoundCollector(expected=len(entries))
-    p = cfg.probing
-    sched = Scheduler(
-        probers, collector, p.interval, p.timeout, p.max_rate, p.reprobes, splay=False
-    )
-    sched.set_targets(entries, p.interval, p.timeout, p.max_rate, p.reprobes, splay=False)
+    # One round, all at once, each probe with the full timeout (nothing is learned yet).
+    p = replace(cfg.probing, splay=False, min_timeout=cfg.probing.timeout)
+    sched = Scheduler(probers, collector, p)
+    sched.set_targets(entries, p)
     task = asyncio.create_task(sched.run())
     try:
         # Worst case: every probe and re-probe at the rate cap, each taking the full timeout.

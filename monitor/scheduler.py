@@ -49,6 +49,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
+from monitor.config import ProbingConfig
 from monitor.probes.base import (
     CallbackProber,
     IcmpTarget,
@@ -195,17 +196,30 @@ def _hash01(text: str) -> float:
 
 def slot_offsets(keys: list[str], interval: float) -> list[float]:
     """Even, stable spacing: i * interval / n in an order that depends on the keys only. Keys
-    "entity/..." of one entity are spread over the interval (the m of an entity at a phase of
-    its own + r/m, in hash order): a small entity's three targets are ~interval/3 apart, so
-    its outage is seen at a slot ~interval/6 later on average (hash order bunched them: 2.5,
-    2.5 and 25 s apart for satgate in the default config)."""
+    "entity/kind/..." of one entity are spread over the interval (the m of an entity at a phase
+    of its own + r/m), and within the entity each kind's targets are interleaved evenly
+    (stride order: the j-th of a kind's m_k targets at j/m_k). Why: a small entity's three
+    targets are ~interval/3 apart, so its outage is seen at a slot ~interval/6 later on
+    average (hash order bunched them: 2.5, 2.5 and 25 s apart for satgate in the default
+    config); and a web-only or DNS-only outage's first failure, the event's start, comes
+    within interval/m_k of the stop (in hash order the 8 web targets of star-jv left a gap of
+    13 s, so the event started 13 s late)."""
     n = len(keys)
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         groups.setdefault(k.split("/", 1)[0], []).append(i)
     phase = [0.0] * n
+    stride = [0.0] * n
     for group, members in groups.items():
-        members.sort(key=lambda i: _hash01(keys[i]))
+        kinds: dict[str, list[int]] = {}
+        for i in members:
+            kinds.setdefault(keys[i].split("/", 2)[1] if keys[i].count("/") else "", []).append(i)
+        for kind, same in kinds.items():
+            same.sort(key=lambda i: _hash01(keys[i]))
+            shift = _hash01(f"{group}/{kind}")
+            for j, i in enumerate(same):
+                stride[i] = (j + shift) / len(same)
+        members.sort(key=lambda i: (stride[i], _hash01(keys[i])))
         base = _hash01(group)
         for r, i in enumerate(members):
             phase[i] = (base + r / len(members)) % 1.0
@@ -245,14 +259,9 @@ class Scheduler:
         self,
         probers: Mapping[Kind, Prober],
         sink: ResultSink,
-        interval: float,
-        timeout: float,
-        max_rate: float,
-        reprobes: int,
-        splay: bool = True,
+        probing: ProbingConfig,
         max_extra_pending: int = 1000,
         background_share: float = 0.25,
-        min_timeout: float | None = None,
     ) -> None:
         self._probers = probers
         # The callback capability, found once here rather than per send.
@@ -273,13 +282,14 @@ class Scheduler:
         for p in probers.values():
             if isinstance(p, LateReporter):
                 p.on_late = self._on_late
-        self.interval = interval
-        self.timeout = timeout
-        self.reprobes = reprobes
-        self.splay = splay
+        self.interval = probing.interval
+        self.timeout = probing.timeout
+        self.reprobes = probing.reprobes
+        self.splay = probing.splay
+        max_rate = probing.max_rate
         # Each probe's timeout, learned per path between min_timeout and timeout (monitor.rto);
-        # without min_timeout every probe gets `timeout`.
-        self.timeouts = Timeouts(timeout, min_timeout)
+        # with min_timeout at or above timeout every probe gets `timeout`.
+        self.timeouts = Timeouts(probing.timeout, probing.min_timeout)
         self._entities = _Lane(RateLimiter(max_rate))
         # Controls are few and outside the monitored networks; their own cap keeps them polite.
         self._controls = _Lane(RateLimiter(max(max_rate, 10.0)))
@@ -302,17 +312,20 @@ class Scheduler:
     def set_targets(
         self,
         targets: Iterable[tuple[str, Target, bool]],
-        interval: float,
-        timeout: float,
-        max_rate: float,
-        reprobes: int,
-        splay: bool = True,
-        min_timeout: float | None = None,
+        probing: ProbingConfig,
     ) -> None:
-        """Replace the job list (at start and on reload); jobs of kept targets keep their state."""
+        """Replace the job list and the probing settings (at start and on reload); jobs of kept
+        targets keep their state."""
         self._targets = list(targets)
-        self.interval, self.timeout, self.reprobes, self.splay = interval, timeout, reprobes, splay
-        self.timeouts.configure(timeout, min_timeout)
+        p = probing
+        self.interval, self.timeout, self.reprobes, self.splay = (
+            p.interval,
+            p.timeout,
+            p.reprobes,
+            p.splay,
+        )
+        self.timeouts.configure(p.timeout, p.min_timeout)
+        max_rate = p.max_rate
         if max_rate != self.max_rate:
             self._entities.limiter = RateLimiter(max_rate)
             self._controls.limiter = RateLimiter(max(max_rate, 10.0))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import pytest
 
+from monitor.config import ProbingConfig
 from monitor.probes.base import HttpTarget, ProbeResult, Reason, TcpTarget
 from monitor.probes.http import HttpProber
 from monitor.probes.tcp import TcpProber
@@ -40,7 +41,11 @@ def probe_all(budgeted: bool, web: str) -> tuple[ProbeResult, ProbeResult]:
     """One TCP and one HTTP probe of `web` (run inside the vantage's namespace)."""
 
     async def main() -> tuple[ProbeResult, ProbeResult]:
-        sched = Scheduler({}, RoundCollector(expected=1), 10.0, 3.0, 20, 2)
+        sched = Scheduler(
+            {},
+            RoundCollector(expected=1),
+            ProbingConfig(interval=10.0, timeout=3.0, max_rate=20, reprobes=2, min_timeout=3.0),
+        )
         acquire = sched.acquire_resend if budgeted else None
         addr = ipaddress.ip_address(web)
         tcp = await TcpProber(acquire).probe(TcpTarget(addr, 80), timeout=3.0)

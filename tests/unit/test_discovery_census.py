@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -92,8 +93,8 @@ async def test_daemon_service_census_then_sampling_and_restart(tmp_path: Path) -
     det = Detector(cfg.detection, [EntitySpec.from_config(e)], [], now=time.time())
     probers = build_probers()
     p = cfg.probing
-    sched = Scheduler(probers, _Sink(det), p.interval, p.timeout, p.max_rate, p.reprobes)
-    sched.set_targets([], p.interval, p.timeout, p.max_rate, p.reprobes)
+    sched = Scheduler(probers, _Sink(det), replace(p, min_timeout=p.timeout))
+    sched.set_targets([], replace(p, min_timeout=p.timeout))
     metrics = Metrics(CollectorRegistry())
     metrics.apply_config(cfg)
     published: list[Change] = []

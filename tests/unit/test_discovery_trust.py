@@ -14,6 +14,7 @@ import ipaddress
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -107,10 +108,9 @@ class _Harness:
         self.net = net
         self.probers = build_probers()
         p = cfg.probing
-        self.sched = Scheduler(
-            self.probers, _NoSink(), p.interval, p.timeout, p.max_rate, p.reprobes
-        )
-        self.sched.set_targets([], p.interval, p.timeout, p.max_rate, p.reprobes)
+        p = replace(p, min_timeout=p.timeout)
+        self.sched = Scheduler(self.probers, _NoSink(), p)
+        self.sched.set_targets([], p)
         self.metrics = Metrics(CollectorRegistry())
         self.metrics.apply_config(cfg)
         self.published: list[Change] = []

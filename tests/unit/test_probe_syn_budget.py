@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from monitor.config import ProbingConfig
 from monitor.probes.base import HttpTarget, Kind, ProbeResult, Reason, Target, TcpTarget
 from monitor.probes.http import HttpProber
 from monitor.probes.tcp import SYN_LIMIT, TcpProber
@@ -273,9 +274,16 @@ async def test_scheduler_caps_first_syns_and_resends_together_at_the_receiver() 
         ]
         sink = RoundCollector(expected=10**6)
         tcp = CountingTcp()
-        sched = Scheduler({Kind.TCP: tcp}, sink, interval=4.0, timeout=3.0, max_rate=5, reprobes=2)
+        sched = Scheduler(
+            {Kind.TCP: tcp},
+            sink,
+            ProbingConfig(interval=4.0, timeout=3.0, max_rate=5, reprobes=2, min_timeout=3.0),
+        )
         tcp.sched = sched
-        sched.set_targets(targets, interval=4.0, timeout=3.0, max_rate=5, reprobes=2)
+        sched.set_targets(
+            targets,
+            ProbingConfig(interval=4.0, timeout=3.0, max_rate=5, reprobes=2, min_timeout=3.0),
+        )
         run = asyncio.get_running_loop().create_task(sched.run())
         for _ in range(36):
             await asyncio.sleep(0.25)

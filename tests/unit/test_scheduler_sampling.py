@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 from collections.abc import Sequence
 
+from monitor.config import ProbingConfig
 from monitor.probes.base import IcmpTarget, Kind, Target
 from monitor.scheduler import Scheduler
 from tests.unit.test_scheduler import FakeProber, Sink, max_in_any_window, run_for, targets
@@ -20,8 +21,9 @@ def block_label(net: str) -> IcmpTarget:
 async def test_sample_job_probes_what_pick_returns_each_round(vclock: None) -> None:
     """A sample job calls `pick` once per interval and probes exactly what it returns."""
     prober, sink = FakeProber(), Sink()
-    sched = Scheduler({Kind.ICMP: prober}, sink, 0.5, 0.2, 100, 2)
-    sched.set_targets([], 0.5, 0.2, 100, 2)
+    p = ProbingConfig(interval=0.5, timeout=0.2, max_rate=100, reprobes=2, min_timeout=0.2)
+    sched = Scheduler({Kind.ICMP: prober}, sink, p)
+    sched.set_targets([], p)
     calls: list[float] = []
     picks = targets(2, "198.18.176.0")
 
@@ -43,8 +45,9 @@ async def test_sample_job_probes_what_pick_returns_each_round(vclock: None) -> N
 async def test_sample_probes_are_inside_max_rate(vclock: None) -> None:
     """Sample probes of many blocks share the one budget with the scheduled targets."""
     prober, sink = FakeProber(), Sink()
-    sched = Scheduler({Kind.ICMP: prober}, sink, 1.0, 0.2, 10, 2)
-    sched.set_targets([("e", t, False) for t in targets(5)], 1.0, 0.2, 10, 2)
+    p = ProbingConfig(interval=1.0, timeout=0.2, max_rate=10, reprobes=2, min_timeout=0.2)
+    sched = Scheduler({Kind.ICMP: prober}, sink, p)
+    sched.set_targets([("e", t, False) for t in targets(5)], p)
     many = targets(20, "198.18.177.0")
     sched.set_samplers(
         [("e", block_label(f"198.18.{b}.0/24"), lambda: many) for b in range(100, 103)]
@@ -59,8 +62,16 @@ async def test_background_takes_at_most_its_share_and_yields_to_urgent(vclock: N
     """acquire_background grants at most share x max_rate, and the scheduled targets still
     get their probes while a census runs flat out."""
     prober, sink = FakeProber(), Sink()
-    sched = Scheduler({Kind.ICMP: prober}, sink, 1.0, 0.2, 20, 2, background_share=0.25)
-    sched.set_targets([("e", t, False) for t in targets(10)], 1.0, 0.2, 20, 2)
+    sched = Scheduler(
+        {Kind.ICMP: prober},
+        sink,
+        ProbingConfig(interval=1.0, timeout=0.2, max_rate=20, reprobes=2, min_timeout=0.2),
+        background_share=0.25,
+    )
+    sched.set_targets(
+        [("e", t, False) for t in targets(10)],
+        ProbingConfig(interval=1.0, timeout=0.2, max_rate=20, reprobes=2, min_timeout=0.2),
+    )
     grants: list[float] = []
 
     async def census() -> None:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import pytest
 
+from monitor.config import ProbingConfig
 from monitor.detect.evidence import Evidence
 from monitor.detect.model import EventKind, EventRecord
 from monitor.detect.path import OwnerMap, Sighting, UnreachableRouters, path_evidence
@@ -214,8 +215,9 @@ async def test_traceroute_shares_the_scheduler_budget(monkeypatch: pytest.Monkey
             pass
 
     targets = [TcpTarget(ipaddress.ip_address("198.18.176.1") + i, 80) for i in range(40)]
-    sched = Scheduler({Kind.TCP: Prober()}, Sink(), 1.0, 0.5, 20, 0)
-    sched.set_targets([("e", t, False) for t in targets], 1.0, 0.5, 20, 0)
+    p = ProbingConfig(interval=1.0, timeout=0.5, max_rate=20, reprobes=0, min_timeout=0.5)
+    sched = Scheduler({Kind.TCP: Prober()}, Sink(), p)
+    sched.set_targets([("e", t, False) for t in targets], p)
     task = asyncio.create_task(sched.run())
     traced: list[float] = []
 
