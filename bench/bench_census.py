@@ -579,30 +579,6 @@ def steady_summary(r: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def benchlib_commit() -> str:
-    """The checkout's commit (short), noting uncommitted changes; BENCH_COMMIT names it when
-    the bench runs from an exported snapshot (`git archive`, no .git: others' uncommitted
-    edits in a shared checkout kept out of the measurement)."""
-    if os.environ.get("BENCH_COMMIT"):
-        return os.environ["BENCH_COMMIT"] + " (exported snapshot)"
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" (+ others' uncommitted changes in the checkout)" if dirty else "")
-
-
 def benchlib_iso(text: str) -> float:
     """Epoch seconds of an ISO 8601 UTC time from the API."""
     import datetime as dt
@@ -913,6 +889,19 @@ def render(
 # -- main ----------------------------------------------------------------------------------------
 
 
+def render_raw(raw: dict[str, Any]) -> str:
+    """The section from a saved raw results file (bench/results/census-*.json)."""
+    return render(
+        raw["results"],
+        raw["info"],
+        raw["date"],
+        raw["command"],
+        raw["wall"],
+        raw["load_after"],
+        raw.get("detect_info"),
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -964,15 +953,7 @@ def main() -> int:
     command = "sudo .venv/bin/python bench/bench_census.py " + " ".join(sys.argv[1:])
     if args.from_raw:
         raw = json.loads(Path(args.from_raw).read_text(encoding="utf-8"))
-        text = render(
-            raw["results"],
-            raw["info"],
-            raw["date"],
-            raw["command"],
-            raw["wall"],
-            raw["load_after"],
-            raw.get("detect_info"),
-        )
+        text = render_raw(raw)
         benchlib.publish(SECTION, text, not args.no_write)
         return 0
     if os.geteuid() != 0:
@@ -1007,22 +988,14 @@ def main() -> int:
         raw["results"] = [r for r in raw["results"] if r["job"]["type"] != "detect"] + new
         raw["detect_info"] = {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t0)),
-            "commit": benchlib_commit(),
+            "commit": benchlib.commit(),
             "command": command,
             "load": load0,
             "load_after": f"{os.getloadavg()[0]:.2f}",
             "wall": f"{time.time() - t0:.0f}",
         }
         Path(args.add_to).write_text(json.dumps(raw), encoding="utf-8")
-        text = render(
-            raw["results"],
-            raw["info"],
-            raw["date"],
-            raw["command"],
-            raw["wall"],
-            raw["load_after"],
-            raw.get("detect_info"),
-        )
+        text = render_raw(raw)
         benchlib.publish(SECTION, text, not args.no_write)
         return 1 if any("error" in r for r in new) else 0
     if args.add_to:

@@ -151,6 +151,7 @@ def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: floa
         + (f"; wall time {wall / 60:.0f} min" if wall else ""),
         f"- machine: {cpu}, {os.cpu_count()} CPUs; kernel {platform.release()}; "
         f"Python {platform.python_version()}",
+        f"- code: {benchlib.commit()}",
         "- *flagged*: fault → `outage_active` 1; *start error*: event start − true start; "
         "*closed*: repair → `outage_active` 0; *end error*: event end − repair; *false events*: "
         "events beyond the incident's own (none expected for loss and uplink cuts).",

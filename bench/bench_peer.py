@@ -706,29 +706,6 @@ def reading(by: dict[str, list[dict[str, Any]]]) -> list[str]:
     return out
 
 
-def code_version() -> str:
-    """The commit the daemon runs from: a snapshot made with `git archive` carries it in
-    `.commit` (run the bench from a snapshot when others edit the checkout)."""
-    mark = ROOT / ".commit"
-    if mark.exists():
-        return mark.read_text(encoding="utf-8").strip()
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "monitor"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return head + (" + uncommitted changes in monitor/" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 def tool_versions() -> dict[str, str]:
     out: dict[str, str] = {}
     for key, argv in (
@@ -780,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     info = benchlib.machine()
     meta: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": code_version(),
+        "commit": benchlib.commit(),
         **tool_versions(),
     }
     t0 = time.time()

@@ -416,6 +416,7 @@ def render(
         f"- machine: {info['cpu']}; kernel {info['kernel']}; Python {info['python']}; "
         f"load average {info['load']} at the start (other benches and test runs shared the "
         "machine)",
+        f"- code: {benchlib.commit()}",
         f"- congestion episodes begun on the delay lines: {eps} in all; /metrics polls "
         f"{polls}, failed {failed}",
         f"- the delay lines' own scheduling error (a user-space forwarder on a shared machine; "

@@ -824,6 +824,7 @@ def render(
         f"seed {args.seed}",
         f"- machine: {info['cpu']}; kernel {info['kernel']}; Python {info['python']}; "
         f"load average {info['load']} at the start",
+        f"- code: {benchlib.commit()}",
         f"- faults: {sum(soak.faults.values())} ({faults})",
         f"- `kill -9`: {len(soak.kills)} ({kills_random} at random moments, {kills_fault} "
         f"within three intervals after a fault, {kills_after} after a repair); start-up after "

@@ -5,7 +5,7 @@ runs `bench_*.py`).
 - plain HTTP/1.0 requests from this process into another network namespace: a short-lived
   thread enters the namespace (setns), creates and connects the socket, and dies; the socket
   stays in that namespace, and the calling thread never changes namespace;
-- the machine description, "median (min-max)" and rewriting one section of docs/BENCHMARKS.md.
+- the machine description, the commit measured, "median (min-max)" and rewriting one section of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import platform
 import re
 import socket
 import statistics
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -168,6 +169,34 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
     }
+
+
+def commit() -> str:
+    """The commit the benchmarked code comes from. Run a bench from a snapshot (`git archive`
+    into a directory, with the short hash written to its `.commit`) when others edit the
+    checkout or the bench outlives the next commit; `BENCH_COMMIT` in the environment names it
+    too. In a checkout: HEAD, noting uncommitted changes to the package."""
+    mark = ROOT / ".commit"
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"] + " (exported snapshot)"
+    if mark.exists():
+        return mark.read_text(encoding="utf-8").strip() + " (exported snapshot)"
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "monitor"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in monitor/" if dirty else "")
 
 
 def spread(values: list[float], fmt: str) -> str:
