@@ -135,8 +135,19 @@ class Runner:
         """Every entity's events (for scenarios where none should open anywhere)."""
         return list(self.daemon.outages() or [])
 
-    def measure_open(self, o: Outcome, fault_at: float, within: float | None = None) -> None:
-        t = self.wait(self.active, within or 4 * DETECT_WITHIN * self.scale, "outage opened")
+    def measure_open(
+        self,
+        o: Outcome,
+        fault_at: float,
+        within: float | None = None,
+        check: Callable[[Metrics], None] | None = None,
+    ) -> None:
+        def opened(m: Metrics) -> bool:
+            if check is not None:
+                check(m)
+            return self.active(m)
+
+        t = self.wait(opened, within or 4 * DETECT_WITHIN * self.scale, "outage opened")
         o.detect_delay = t - fault_at
         evs = self.events()
         if evs:
@@ -157,8 +168,18 @@ def _blackout(r: Runner, name: str, mode: str | None) -> Outcome:
     r.warm()
     cut = r.world.blackout(mode)
     o.notes["mode"] = cut.params.get("mode")
-    r.measure_open(o, cut.at)
-    r.hold(3)
+    # Every entity's own delay, the small ones (one /24, three addresses) included: the
+    # headline is the main entity's, but a researcher may watch one of them alone.
+    seen: dict[str, float] = {}
+
+    def every(m: Metrics) -> None:
+        for name in r.world_entities():
+            if name not in seen and m.value("dprk_monitor_outage_active", 0.0, entity=name):
+                seen[name] = time.time() - cut.at
+
+    r.measure_open(o, cut.at, check=every)
+    r.hold(3, every)
+    o.notes["entity_flagged"] = seen
     rep = r.world.repair_blackout()
     r.measure_close(o, rep.at)
     o.events = r.events()

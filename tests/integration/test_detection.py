@@ -63,6 +63,11 @@ def test_silent_blackout_flagged_and_closed_in_time(runner: scenarios.Runner) ->
     assert o.detect_delay is not None and o.detect_delay <= DETECT / 3, o.detect_delay
     assert o.start_error is not None and abs(o.start_error) <= SCALE, o.start_error
     assert o.close_delay is not None and o.close_delay <= CLOSE
+    # Every entity goes down with the country, the small ones (one /24, three addresses)
+    # included, within the contract's 40 s (scaled).
+    flagged = o.notes["entity_flagged"]
+    assert set(flagged) == set(runner.world_entities()), flagged
+    assert max(flagged.values()) <= DETECT, flagged
 
 
 def test_ddos_like_loss_then_drop_is_one_event(runner: scenarios.Runner) -> None:
