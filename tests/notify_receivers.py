@@ -102,7 +102,7 @@ class _SmtpHandler:
         raw = envelope.content if isinstance(envelope.content, bytes) else b""
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         part = msg.get_body(preferencelist=("plain",)) if msg.is_multipart() else msg
-        body = part.get_content() if part is not None else ""  # type: ignore[union-attr]
+        body = part.get_content() if part is not None else ""
         self.inbox.add(
             {
                 "via": "smtp",

@@ -177,7 +177,7 @@ def test_receivers_down_and_kill9_lose_nothing_and_duplicate_nothing(
     cut = r.world.blackout()
     r.measure_open(o, cut.at)
     r.wait(
-        lambda m: (
+        lambda m: bool(
             m.value("dprk_monitor_notifications_failed_total", 0.0, receiver="hook")
             and m.value("dprk_monitor_notifications_failed_total", 0.0, receiver="mail")
         ),

@@ -130,7 +130,7 @@ class Browser:
         self.do(lambda d: d.get(url))
 
     def html(self) -> str:
-        return self.do(lambda d: d.page_source)
+        return str(self.do(lambda d: d.page_source))
 
     def console_errors(self) -> list[dict[str, Any]]:
         logs = self.do(lambda d: d.get_log("browser"))
@@ -164,12 +164,13 @@ class Browser:
         def run(d: Any) -> list[dict[str, Any]]:
             d.set_script_timeout(60)
             d.execute_script(src)
-            return d.execute_async_script(
+            found: list[dict[str, Any]] = d.execute_async_script(
                 "const done = arguments[arguments.length - 1];"
                 "axe.run(document, {resultTypes: ['violations']})"
                 ".then(r => done(r.violations)).catch(e => done([{id: 'axe-error', impact: "
                 "'critical', help: String(e), nodes: []}]));"
             )
+            return found
 
         found = self.do(run)
         return [

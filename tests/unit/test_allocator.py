@@ -26,8 +26,8 @@ def test_trim_gives_freed_pages_back() -> None:
     a = Allocator()
     # Many small blocks spread over the heap, most freed: free pages inside the heap that
     # only malloc_trim returns (the top chunk alone is returned by free()).
-    keep = []
-    junk = []
+    keep: list[bytearray] = []
+    junk: list[bytearray] = []
     for i in range(200_000):
         (keep if i % 64 == 0 else junk).append(bytearray(200))
     del junk

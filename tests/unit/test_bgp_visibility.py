@@ -6,6 +6,7 @@ Prefixes are 198.18.0.0/15 stand-ins for DPRK's 175.45.176.0/22 and its four /24
 
 from __future__ import annotations
 
+import builtins
 import collections
 import math
 import sys
@@ -384,8 +385,10 @@ class _Reference:
             r[2] = origin
         return owners
 
-    def tally(self, ps: list[IPNetwork], now: float) -> tuple[set[Any], set[Any], dict[Any, float]]:
-        seeing: set[Any] = set()
+    def tally(
+        self, ps: list[IPNetwork], now: float
+    ) -> tuple[builtins.set[Any], builtins.set[Any], dict[Any, float]]:
+        seeing: builtins.set[Any] = set()
         last: dict[Any, float] = {}
         for (peer, p), (ann, _since, _) in self.routes.items():
             if p in ps and ann:
@@ -427,8 +430,8 @@ class _Reference:
         else:
             self.episodes[w] = Withdrawal(ep.time, ep.first, len(gone), r)
 
-    def down(self, peer: tuple[str, str]) -> set[IPNetwork]:
-        touched: set[IPNetwork] = set()
+    def down(self, peer: tuple[str, str]) -> builtins.set[IPNetwork]:
+        touched: builtins.set[IPNetwork] = set()
         for k in [k for k in self.routes if k[0] == peer]:
             touched.update(self.owners(k[1]))
             del self.routes[k]

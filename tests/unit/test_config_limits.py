@@ -16,6 +16,7 @@ import pytest
 
 from monitor import cli, config, metrics
 from monitor.detect.params import DetectionParams
+from monitor.probes.base import HttpTarget
 
 MIN = "entities:\n  - name: e\n    icmp: [198.18.176.1]\n"
 BIG = "1" + "0" * 400  # a 401-digit number: a float of it is inf
@@ -441,7 +442,7 @@ def test_defaults_are_the_dataclass_defaults(monkeypatch: pytest.MonkeyPatch) ->
         d.state_dir,
         d.log_level,
     )
-    assert cfg.controls.http[0] == config.HttpTarget("http://a.kp/")
+    assert cfg.controls.http[0] == HttpTarget("http://a.kp/")
     dns_t = cfg.controls.dns[0]
     assert (dns_t.type, dns_t.port, dns_t.expect_rcode, dns_t.expect_answer) == (
         "SOA",

@@ -20,6 +20,7 @@ import pytest
 
 from monitor.detect.belief import BlockState
 from monitor.detect.detector import DetectionParams, Detector, EntitySpec
+from monitor.detect.evidence import Evidence
 from monitor.detect.model import (
     Change,
     EventClosed,
@@ -586,7 +587,7 @@ def test_recovering_event_shows_its_provisional_end() -> None:
     assert not stored.open and stored.end == pytest.approx(
         parse_time(stored.signals["recovered_at"]), abs=0.001
     )
-    assert at(800) <= stored.end <= at(840)
+    assert stored.end is not None and at(800) <= stored.end <= at(840)
     assert len(sim.log.opened()) == 1
     assert stored.recovering
 
@@ -628,7 +629,7 @@ def test_a_recovering_event_whose_gap_passes_closes_at_its_first_end() -> None:
 def test_resume_closes_events_of_entities_no_longer_configured() -> None:
     """A stored open event of an entity that left the configuration is closed with a note."""
     det, *_ = small()
-    rec = EventRecord("abc", "gone", EventKind.BLACKOUT, T0, None, {}, {})
+    rec = EventRecord("abc", "gone", EventKind.BLACKOUT, T0, None, {}, Evidence())
     (c,) = det.resume([rec], T0 + 50)
     assert isinstance(c, EventClosed) and c.event.end == T0 + 50
     assert c.event.signals["closed_because"] == "entity no longer configured"

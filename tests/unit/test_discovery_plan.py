@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import random
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,7 +43,7 @@ def census(
     streak: int = 0,
     at: float = 1000.0,
     min_responsive: int = 2,
-):  # type: ignore[no-untyped-def]
+) -> Any:
     probes = {a: 1 for a in BLOCK}
     return apply_census(
         BLOCK,

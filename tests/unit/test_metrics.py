@@ -185,7 +185,8 @@ def test_target_up_renders_as_a_gauge_would() -> None:
     from prometheus_client.exposition import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from monitor.metrics import _TargetKey, configured_targets
+    from monitor.config import configured_targets
+    from monitor.metrics import _TargetKey
 
     cfg = config.parse(CFG)
     m = fresh()

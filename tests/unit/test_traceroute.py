@@ -358,7 +358,7 @@ def test_traced_end_of_path_wins_and_known_hops_are_not_beyond() -> None:
         doc["summary"]
         == "last answer: TransTelecom AS20485 router 198.18.0.42 (hop 2, host unreachable)"
     )
-    assert [x["address"] for x in doc["unreachable_from"]] == ["198.18.0.99"]  # type: ignore[union-attr]
+    assert [x["address"] for x in doc["unreachable_from"]] == ["198.18.0.99"]
 
     silent = Trace(ended.target, 1000.0, 0.5, (Hop(1, CORE, 0.0001, "time_exceeded"), Hop(2)), 16)
     log2 = UnreachableRouters()
@@ -440,7 +440,7 @@ def test_daemon_traces_toward_a_target_in_a_block_still_down() -> None:
         evidence = Evidence.from_json({"blocks": blocks, "kinds": kinds})
         return EventRecord("x", "e", EventKind.PARTIAL, 0.0, None, {}, evidence)
 
-    down177 = [
+    down177: list[dict[str, Any]] = [
         {"block": "198.18.177.0/24", "recovered": None},
         {"block": "198.18.176.0/24", "recovered": "2025-01-01T00:00:00Z"},
     ]
