@@ -393,7 +393,8 @@ class Daemon:
         while True:
             await asyncio.sleep(TRIM_EVERY)
             released = self.allocator.trim()
-            log.debug("malloc_trim", released=released, seconds=self.allocator.trim_seconds)
+            a = self.allocator
+            log.debug("malloc_trim", released=released, trims=a.trims, seconds_all=a.trim_seconds)
 
     async def _watchdog(self, every: float) -> None:
         while True:
