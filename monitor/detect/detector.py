@@ -347,6 +347,7 @@ class _Vantage:
         self.keys = {t.key for t in controls}
         self.healthy = True
         self.last_ok_started = _NEVER
+        self.last_ok_answered = _NEVER  # when that answer (or a later-sent one's) arrived
         self.fail_run_start: float | None = None
         self.failed_since_ok: set[str] = set()
         self.latest: dict[str, tuple[float, bool]] = {}
@@ -364,6 +365,7 @@ class _Vantage:
             self.latest[key] = (t, r.ok)
         self.window.add(t, not r.ok)
         if r.ok:
+            self.last_ok_answered = max(self.last_ok_answered, t + (r.rtt or 0.0))
             if t > self.last_ok_started:
                 self.last_ok_started = t
                 self.failed_since_ok.clear()
@@ -381,9 +383,16 @@ class _Vantage:
         fails = sum(1 for ok in recent if not ok)
         return fails >= need and 2 * fails > len(recent)
 
-    def confirms(self, start: float) -> bool:
-        """A control probe sent at or after `start` was answered: our uplink worked then."""
-        return not self.enabled or self.last_ok_started >= start
+    def confirms(self, start: float, due: float = 0.0) -> bool:
+        """A control probe sent at or after `start` was answered, and an answer came back at
+        or after `start + due` (when the failed probe's reply was due): our uplink worked
+        through the failure. Why both: an uplink cut just after a DPRK probe left kills its
+        reply (due a DPRK round trip later, 0.3-0.65 s), while a control sent in between
+        with a round trip of milliseconds still answered: a false blackout in the
+        realistic vantage_uplink bench (1 run of 3)."""
+        if not self.enabled:
+            return True
+        return self.last_ok_started >= start and self.last_ok_answered >= start + due
 
     def control_loss(self, now: float) -> float | None:
         self.window.expire(now)
@@ -1168,6 +1177,12 @@ class Detector:
         v.observe(result)
         return self._check_vantage(now)  # entities waiting for this answer: at the next tick
 
+    def _reply_due(self, e: _Entity) -> float:
+        """How long after a probe to this entity its reply is due: twice the larger of the
+        learned normal and the current median ICMP RTT (jitter, congestion); 1 s unknown."""
+        rtts = [r for r in (e.loss.rtt_normal, e.loss.window.rtt()) if r is not None]
+        return 2.0 * max(rtts) if rtts else 1.0
+
     def _check_vantage(self, now: float) -> list[Change]:
         v = self._vantage
         if not v.enabled:
@@ -1326,7 +1341,7 @@ class Detector:
         e.pending = False
         for kind, start in res.issues.items():
             if (live and ev is not None and kind in ev.issues_seen) or self._vantage.confirms(
-                start
+                start, self._reply_due(e)
             ):
                 confirmed[kind] = start
             else:

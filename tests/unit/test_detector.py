@@ -1042,3 +1042,21 @@ def test_every_block_lost_in_a_blackout_has_its_return_time_when_closed(seed: in
         assert b["recovered"] is not None, blocks
         back = parse_time(b["recovered"])
         assert at(1200) <= back <= closed.end + DetectionParams().merge_gap  # type: ignore[operator]
+
+
+def test_a_control_answered_before_the_failed_reply_was_due_confirms_nothing() -> None:
+    """An uplink cut just after a DPRK probe left kills its reply (due one DPRK round trip
+    later) while a control sent in between, with a round trip of milliseconds, still
+    answers: that answer must not vouch for the failure (a false blackout in the realistic
+    vantage_uplink bench). A control answered after the reply was due does."""
+    from monitor.detect.detector import _Vantage
+
+    ctl = IcmpTarget(ip("198.19.0.1"))
+    v = _Vantage(DetectionParams(), [ctl])
+    s = T0 + 100.0  # the failed DPRK probe left; its reply was due ~0.3 s later
+    v.observe(ProbeResult.success(ctl, s + 0.05, 0.005))
+    assert v.confirms(s)  # the old rule: sent after the failure, answered
+    assert not v.confirms(s, due=0.6)
+    v.observe(ProbeResult.success(ctl, s + 0.7, 0.005))
+    assert v.confirms(s, due=0.6)
+    assert not v.confirms(s + 1.0, due=0.6)  # sent before this failure: says nothing of it
