@@ -636,12 +636,13 @@ def render(
                     f"{k} {share('daemon', k)} / {share('prom', k)}"
                     for k in ("icmp", "tcp", "http", "dns")
                 )
-                + ". The daemon's TCP connects (TCP probes and HTTP) give up after 0.95 s "
-                "(`SYN_LIMIT` in monitor/probes/tcp.py: no kernel SYN resend, which the rate "
-                "limiter would not see; a lost SYN is retried by the re-probes), the exporter's "
-                "wait for the 3 s timeout with the kernel's resend at 1 s: so every lost SYN "
-                "and every handshake slower than 0.95 s (the Unicom path's ~750 ms RTT at x2.5, "
-                "with jitter) is a failure for the daemon and often not for the exporter."
+                + ". The daemon's timeouts are learned per path (monitor/rto.py: between "
+                "`min_timeout` 1 s and the 3 s timeout) and a TCP connect waits past 0.95 s only "
+                "when its SYN resend gets a send of the rate budget (monitor/probes/tcp.py); the "
+                "exporter always waits the 3 s with the kernel's resends unbudgeted. So a lost "
+                "SYN or a handshake slower than the learned timeout (the Unicom path's ~750 ms "
+                "RTT at x2.5, with jitter) is more often a failure for the daemon, which "
+                "re-probes at once and counts each try here."
             ),
         ]
     lines += ["", *reading(by)]
