@@ -1177,10 +1177,11 @@ class Detector:
         v.observe(result)
         return self._check_vantage(now)  # entities waiting for this answer: at the next tick
 
-    def _reply_due(self, e: _Entity) -> float:
+    @staticmethod
+    def _reply_due(view: LossView | None) -> float:
         """How long after a probe to this entity its reply is due: twice the larger of the
         learned normal and the current median ICMP RTT (jitter, congestion); 1 s unknown."""
-        rtts = [r for r in (e.loss.rtt_normal, e.loss.window.rtt()) if r is not None]
+        rtts = [] if view is None else [r for r in (view.rtt_normal, view.rtt) if r is not None]
         return 2.0 * max(rtts) if rtts else 1.0
 
     def _check_vantage(self, now: float) -> list[Change]:
@@ -1332,16 +1333,18 @@ class Detector:
             return []
         e.dirty = False
         e.last_eval = now
-        res = fuse(self._inputs(e, now), self.params)
+        inputs = self._inputs(e, now)
+        res = fuse(inputs, self.params)
         e.signals = res.signals
         e.settling = res.settling
         ev = e.event
         live = ev is not None and ev.closing_since is None
         confirmed: dict[EventKind, float] = {}
         e.pending = False
+        due = self._reply_due(inputs.loss)  # the window's median: once, not per issue
         for kind, start in res.issues.items():
             if (live and ev is not None and kind in ev.issues_seen) or self._vantage.confirms(
-                start, self._reply_due(e)
+                start, due
             ):
                 confirmed[kind] = start
             else:
