@@ -12,10 +12,13 @@
   probe came from: the entities', the controls' (a control probe), or the background share
   (`acquire_background_resend`, a census).
 - A failed probe is re-probed at once (up to `reprobes` times) ahead of scheduled work, so a
-  single lost packet never counts as a failed round.
+  single lost packet never counts as a failed round. Re-probes and extra probes wait in one
+  queue per entity, served in turn (FairQueue): a small entity's confirmation probes do not
+  wait behind a big entity's burst.
 - Each probe's timeout is learned per path (monitor.rto: RFC 6298's SRTT/RTTVAR per /24 and
-  kind, per target for HTTP and DNS), between `min_timeout` and `timeout`, from every result
-  that passes here; a probe that timed out doubles its target's next timeout (its re-probes).
+  kind, per target for HTTP and DNS), between `min_timeout` and `timeout` (for HTTP, a fetch of
+  several exchanges, up to a few times `timeout`), from every result that passes here; a probe
+  that timed out doubles its target's next timeout (its re-probes).
 - A reply that arrives after its probe timed out (a prober with an `on_late` hook: ICMP) is
   not lost: its RTT is learned (the next timeouts grow to cover the slow path) and the sink
   hears of it (`LateSink.on_late`) as an answer of the entity whose probe timed out, so that a
@@ -60,7 +63,7 @@ from monitor.probes.base import (
     Target,
     now,
 )
-from monitor.rto import Timeouts
+from monitor.rto import Timeouts, transaction_cap
 
 log = structlog.get_logger("monitor.scheduler")
 
@@ -190,6 +193,11 @@ def _wake_up(fut: asyncio.Future[None] | None) -> None:
         fut.set_result(None)
 
 
+def _long_cap(p: ProbingConfig) -> float:
+    """The timeout cap of a probe of several exchanges (HTTP): monitor.rto."""
+    return transaction_cap(p.timeout, p.interval, p.reprobes)
+
+
 def _hash01(text: str) -> float:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest()) / 2.0**64
 
@@ -230,6 +238,47 @@ def slot_offsets(keys: list[str], interval: float) -> list[float]:
     return offsets
 
 
+class FairQueue:
+    """Urgent sends (re-probes, extra probes) taken in turn per entity, first in first out
+    within one.
+
+    Why: in a blackout the big entity asks for dozens of re-probes and confirmation probes at
+    once; in one queue a small entity's three confirmation probes waited behind them all for
+    the budget (seconds at `max_rate` 20), and its blackout was flagged seconds later than it
+    had to be. In turn, each entity's next send goes out within one send per waiting entity.
+    """
+
+    def __init__(self) -> None:
+        self._queues: collections.OrderedDict[str, collections.deque[_Send]] = (
+            collections.OrderedDict()
+        )
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def append(self, send: _Send) -> None:
+        q = self._queues.get(send.entity)
+        if q is None:
+            q = self._queues[send.entity] = collections.deque()
+        q.append(send)
+        self._n += 1
+
+    def popleft(self) -> _Send:
+        """The oldest send of the entity whose turn it is; that entity goes to the back."""
+        entity, q = next(iter(self._queues.items()))  # callers test for emptiness first
+        send = q.popleft()
+        self._n -= 1
+        if q:
+            self._queues.move_to_end(entity)
+        else:
+            del self._queues[entity]
+        return send
+
+
 class _Lane:
     """Jobs walked in slot order under one rate limiter, with a queue of urgent sends.
 
@@ -240,7 +289,7 @@ class _Lane:
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
         self.jobs: list[Job] = []
-        self.urgent: collections.deque[_Send] = collections.deque()
+        self.urgent = FairQueue()
         self.samples: collections.deque[_Send] = collections.deque()
         self.round_start = time.monotonic()
         self.index = 0
@@ -289,7 +338,7 @@ class Scheduler:
         max_rate = probing.max_rate
         # Each probe's timeout, learned per path between min_timeout and timeout (monitor.rto);
         # with min_timeout at or above timeout every probe gets `timeout`.
-        self.timeouts = Timeouts(probing.timeout, probing.min_timeout)
+        self.timeouts = Timeouts(probing.timeout, probing.min_timeout, _long_cap(probing))
         self._entities = _Lane(RateLimiter(max_rate))
         # Controls are few and outside the monitored networks; their own cap keeps them polite.
         self._controls = _Lane(RateLimiter(max(max_rate, 10.0)))
@@ -324,7 +373,7 @@ class Scheduler:
             p.reprobes,
             p.splay,
         )
-        self.timeouts.configure(p.timeout, p.min_timeout)
+        self.timeouts.configure(p.timeout, p.min_timeout, _long_cap(p))
         max_rate = p.max_rate
         if max_rate != self.max_rate:
             self._entities.limiter = RateLimiter(max_rate)

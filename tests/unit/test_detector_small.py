@@ -250,3 +250,57 @@ def test_a_suspected_network_checks_the_other_entities_at_once() -> None:
     # to its next two slots.
     mine = [x for e, x in asked if e == "kptc-unicom"]
     assert sorted(map(str, mine)) == sorted(map(str, small)), mine
+
+
+def _country_blackout(big_fails: bool) -> tuple[Detector, ipaddress.IPv4Network, float]:
+    """A big entity (two /24s, 20 addresses each) and kptc-unicom answer for a minute; then
+    kptc-unicom's three addresses fail twice each, 1 s apart (six counted negatives), while
+    the big entity's 40 addresses fail too (`big_fails`) or go on answering."""
+    big = [IcmpTarget(ip(f"198.18.{b}.{i}")) for b in (176, 177) for i in range(1, 21)]
+    small = [x for x in small_spec("kptc-unicom").targets if isinstance(x, IcmpTarget)]
+    specs = [
+        EntitySpec(
+            "star-jv",
+            (ipaddress.IPv4Network("198.18.176.0/23"),),
+            tuple(big),
+        ),
+        small_spec("kptc-unicom"),
+    ]
+    det = Detector(entities=specs, controls=CONTROLS, now=T0)
+    t = T0
+    for k in range(120):
+        det.observe("star-jv", ProbeResult.success(big[k % 40], t, 0.3), t + 0.3)
+        det.observe("kptc-unicom", ProbeResult.success(small[k % 3], t, 0.3), t + 0.3)
+        for c in CONTROLS:
+            det.observe(None, ProbeResult.success(c, t, 0.05), t + 0.05)
+        det.tick(t)
+        t += 0.5
+    for k, x in enumerate(big):
+        s = t + k * 0.02
+        if big_fails:
+            det.observe("star-jv", ProbeResult.failure(x, s, Reason.TIMEOUT), s + 1.0)
+        else:
+            det.observe("star-jv", ProbeResult.success(x, s, 0.3), s + 0.3)
+    for rnd in range(2):
+        for i, y in enumerate(small):
+            s = t + 0.5 + rnd * 1.1 + i * 0.1
+            det.observe("kptc-unicom", ProbeResult.failure(y, s, Reason.TIMEOUT), s + 1.0)
+    for c in CONTROLS:
+        det.observe(None, ProbeResult.success(c, t + 3.0, 0.05), t + 3.05)
+    det.tick(t + 3.1)
+    return det, ipaddress.IPv4Network(f"{small[0].address}/24", strict=False), t
+
+
+def test_a_small_entity_goes_down_with_the_country_on_half_the_failures() -> None:
+    """A blackout of the country: the big entity's blocks go down, and a small entity whose
+    own failure run began with theirs needs the joint prior's six counted negatives, not
+    twelve (it was flagged 11-16 s into a blackout, star-jv 4 s). With the big entity up, the
+    same six negatives take the small block nowhere: the prior only lowers the count."""
+    det, net, _ = _country_blackout(big_fails=True)
+    big_block = det.block_state("star-jv", ipaddress.IPv4Network("198.18.176.0/24"))
+    assert big_block is not None and big_block.state is BlockState.DOWN
+    block = det.block_state("kptc-unicom", net)
+    assert block is not None and block.state is BlockState.DOWN
+    det, net, _ = _country_blackout(big_fails=False)
+    block = det.block_state("kptc-unicom", net)
+    assert block is not None and block.state is not BlockState.DOWN and block.run_count == 6

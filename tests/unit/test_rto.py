@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from monitor.probes.base import HttpTarget, IcmpTarget, ProbeResult, Reason, Target, TcpTarget
-from monitor.rto import RttEstimate, Timeouts
+from monitor.rto import RttEstimate, Timeouts, transaction_cap
 
 
 def icmp(addr: str) -> IcmpTarget:
@@ -143,3 +143,52 @@ def test_a_late_reply_is_a_sample_and_ends_the_backoff() -> None:
     assert tt.timeout(t) == pytest.approx(3.0)
     other = icmp("198.18.176.2")  # the same /24: the same path, no backoff of its own
     assert tt.timeout(other) == pytest.approx(3.0)
+
+
+def test_a_fetch_of_several_exchanges_may_outgrow_the_one_exchange_cap() -> None:
+    """An HTTPS fetch on a 300 ms path takes ~1.3 s (TCP, TLS, request); in a x2.5 congestion
+    episode ~3.3 s. Its timeout follows (3 x the latest fetch, up to the transaction cap), where
+    capped at probing.timeout (3 s) every fetch of the episode failed. ICMP keeps the 3 s cap."""
+    site = HttpTarget(url="https://kcna.kp/")
+    tt = Timeouts(3.0, 1.0, long_cap=10.0)
+    for _ in range(30):
+        tt.observe(ok(site, 1.3))
+    assert tt.timeout(site) == pytest.approx(3.9)
+    tt.observe(ok(site, 3.25))  # the episode's first fetch: it came in under 3.9 s
+    assert tt.timeout(site) == pytest.approx(9.75)
+    tt.observe(ok(site, 5.0))
+    assert tt.timeout(site) == 10.0
+    t = icmp("198.18.176.1")
+    tt.observe(ok(t, 2.0))
+    assert tt.timeout(t) == 3.0
+
+
+def test_a_site_slower_than_the_timeout_gets_its_first_answer_by_backing_off() -> None:
+    """Never heard from: probing.timeout first; each timeout doubles the next (up to the
+    transaction cap for HTTP, probing.timeout for one exchange), so a 4 s site answers by the
+    second re-probe instead of timing out at 3 s forever."""
+    site = HttpTarget(url="https://kcna.kp/")
+    t = icmp("198.18.176.1")
+    tt = Timeouts(3.0, 1.0, long_cap=10.0)
+    assert tt.timeout(site) == 3.0
+    for expected in (6.0, 10.0, 10.0):
+        tt.observe(timed_out(site))
+        tt.observe(timed_out(t))
+        assert tt.timeout(site) == expected
+        assert tt.timeout(t) == 3.0
+    tt.observe(ok(site, 4.0))
+    assert tt.timeout(site) == pytest.approx(10.0)  # 3 x 4 s, capped
+
+
+@pytest.mark.parametrize(
+    ("timeout", "interval", "reprobes", "cap"),
+    [
+        (3.0, 30.0, 2, 10.0),  # the defaults: a probe and two re-probes fit in the interval
+        (3.0, 60.0, 2, 12.0),  # 4 exchanges x timeout
+        (0.5, 3.0, 2, 1.0),  # a time-scaled test
+        (3.0, 6.0, 2, 3.0),  # never below probing.timeout
+    ],
+)
+def test_transaction_cap(timeout: float, interval: float, reprobes: int, cap: float) -> None:
+    """transaction_cap = max(timeout, min(4 x timeout, interval / (1 + reprobes)))."""
+    assert transaction_cap(timeout, interval, reprobes) == pytest.approx(cap)

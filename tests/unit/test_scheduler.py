@@ -636,3 +636,26 @@ def test_the_icmp_engine_s_late_replies_are_wired_to_the_scheduler() -> None:
     icmp.on_late(tgt, 123.0, 4.0)  # not a probe of the scheduler's: the RTT only
     assert sched.timeouts._paths, "the late RTT was learned"
     assert not hasattr(other, "on_late")
+
+
+@virtual_test
+async def test_urgent_probes_are_served_in_turn_per_entity(vclock: None) -> None:
+    """A big entity's 40 queued extra probes do not hold back a small entity's 3, asked for
+    after them: at max_rate 10 the small entity's go out within the first half second (one
+    queue: after the 40, four seconds later)."""
+    prober, sink = FakeProber(), Sink()
+    sched = make(prober, sink, [("big", t, False) for t in targets(2)], interval=30.0, max_rate=10)
+    for t in targets(40, "198.18.177.0"):
+        assert sched.request_extra("big", t)
+    small = targets(3, "198.18.178.0")
+    for t in small:
+        assert sched.request_extra("small", t)
+    t0 = loop_clock()
+    await run_for(sched, 5.0)
+    sent = {k: t - t0 for t, k in prober.sent}
+    assert all(sent[t.key] < 0.6 for t in small), sorted(sent[t.key] for t in small)
+    big = sorted(t for t, k in prober.sent if k.startswith("198.18.177."))
+    assert len(big) == 40 and max_in_any_window(big) <= 10
+    # In order within one entity.
+    order = [k for _, k in prober.sent if k.startswith("198.18.177.")]
+    assert order == [t.key for t in targets(40, "198.18.177.0")]
