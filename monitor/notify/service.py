@@ -49,6 +49,10 @@ class Notifier:
         self.sender = Sender(THREADS)
         self._wake = asyncio.Event()
         self._attempts: set[asyncio.Task[None]] = set()
+        # Receivers with an attempt started and not yet marked: the sender's `busy` ends when
+        # the attempt's thread does, a moment before the row is marked sent, and a wake-up in
+        # that moment sent the same row again (a live receiver got one message twice).
+        self._inflight: set[str] = set()
         self._write_errors = 0
         self.configure(cfg)
 
@@ -117,13 +121,16 @@ class Notifier:
             now = self.clock()
             self.outbox.flush()
             self.outbox.prune(now)
-            free = [n for n in self.receivers if n not in self.sender.busy]
+            free = [
+                n for n in self.receivers if n not in self.sender.busy and n not in self._inflight
+            ]
             heads = self.outbox.heads(free) if free else {}
             wait = IDLE
             for name, row in heads.items():
-                if len(self.sender.busy) >= self.sender.threads:
+                if len(self.sender.busy | self._inflight) >= self.sender.threads:
                     break
                 if row.next_at <= now:
+                    self._inflight.add(name)
                     task = asyncio.get_running_loop().create_task(
                         self._attempt(self.receivers[name], row), name=f"notify-{name}"
                     )
@@ -172,6 +179,7 @@ class Notifier:
                 reason=outcome.reason,
             )
         finally:
+            self._inflight.discard(r.name)
             self._publish_state()
             self._wake.set()
 

@@ -279,8 +279,8 @@ async def test_kill9_between_write_and_send_loses_nothing(
 # --- the notifier ---------------------------------------------------------------------------
 
 
-def _event(end: float | None = None) -> EventRecord:
-    return EventRecord("ev1", "star-jv", EventKind.BLACKOUT, time.time() - 60, end)
+def _event(end: float | None = None, ev_id: str = "ev1") -> EventRecord:
+    return EventRecord(ev_id, "star-jv", EventKind.BLACKOUT, time.time() - 60, end)
 
 
 def _metric(reg: CollectorRegistry, name: str, receiver: str) -> float | None:
@@ -394,3 +394,28 @@ def test_notify_test_prints_each_outcome(tmp_path: Path) -> None:
     assert SECRET not in out.getvalue()
     assert [m["title"] for m in inbox.messages] == ["[dprk-monitor] test message"]
     assert not (tmp_path / "notify.sqlite3").exists(), "notify-test queues nothing"
+
+
+async def test_a_message_is_sent_once_while_other_receivers_wake_the_notifier(
+    tmp_path: Path, http: tuple[Inbox, int]
+) -> None:
+    """An attempt's thread ends (its receiver no longer busy) a moment before the attempt
+    marks the row sent; a wake-up in that moment (another receiver's failed attempt) started
+    a second attempt of the same row: the soak's live receiver got one message twice. With a
+    dead receiver failing every few ms beside it, each of 100 messages arrives once."""
+    inbox, port = http
+    live = NotifyReceiver(json_url(port), "hook", rate_limit=0, retry_initial=0.05, retry_max=0.2)
+    dead = NotifyReceiver(json_url(9), "dead", rate_limit=0, retry_initial=0.001, retry_max=0.002)
+    n = Notifier(Config(state_dir=tmp_path, notify=(live, dead)), Metrics(CollectorRegistry()))
+    task = asyncio.ensure_future(n.run())
+    try:
+        for i in range(100):
+            n.on_change(EventOpened(_event(ev_id=f"ev{i}")))
+            await asyncio.sleep(0.005)
+        await until(lambda: n.outbox.queued().get("hook") == 0)
+        await asyncio.sleep(0.3)
+    finally:
+        task.cancel()
+        await n.close()
+    keys = inbox.keys()
+    assert len(keys) == len(set(keys)) == 100, [k for k in keys if keys.count(k) > 1]
