@@ -327,6 +327,7 @@ class HistoryStore:
         self.written = 0
         self.dropped: dict[str, int] = {}
         self.healthy = True
+        self.failure_spells = 0  # times the store turned unwritable (one error line each)
         self.last_error: str | None = None
         self._corrupt_seen: set[tuple[int, int, int]] = set()
         self._corrupt_lock = threading.Lock()
@@ -487,6 +488,7 @@ class HistoryStore:
         self._series.clear()
         self._layouts.clear()
         if self.healthy:
+            self.failure_spells += 1
             log.error(
                 "history not writable: points are dropped (probing goes on) until it is",
                 path=str(self.path),
