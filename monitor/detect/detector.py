@@ -138,6 +138,8 @@ _MAX_LISTED_TARGETS = 50
 # Least time between two evaluations of an entity triggered by probe results (seconds).
 _EVAL_GAP = 0.25
 _RECOVERED = "recovered"
+# How long one scan of the blocks that are down serves (seconds; see Detector._downs).
+_DOWNS_TTL = 0.25
 # An extra probe asked for and not seen back after this long is forgotten (seconds).
 _ASK_TTL = 120.0
 # A late answer's lost sample is looked for among the samples started at most this long
@@ -529,6 +531,7 @@ class Detector:
         self.params = params or DetectionParams()
         self._new_id = new_id
         self._entities: dict[str, _Entity] = {}
+        self._downs_seen: tuple[float, list[tuple[str, float]]] = (_NEVER, [])  # see _downs
         self._vantage = _Vantage(self.params, controls)
         self.reconfigure(self.params, entities, controls, now)
 
@@ -917,7 +920,7 @@ class Detector:
         sibling = any(
             b.state is BlockState.DOWN and b.fail_start is not None and b.fail_start >= window
             for b in known
-        ) or self._sibling_elsewhere(e, window)
+        ) or self._sibling_elsewhere(e, window, now)
         if len(known) < 2 and not sibling:
             return False  # one block alone: its own belief decides
         prior_belief = p.joint_prior if sibling else bp.belief_max
@@ -929,21 +932,25 @@ class Detector:
         e.dirty = True
         return True
 
-    def _sibling_elsewhere(self, e: _Entity, window: float) -> bool:
+    def _sibling_elsewhere(self, e: _Entity, window: float, now: float) -> bool:
         """A block of another entity is down with a failure run that began at `window` or
-        later (see _joint_down). A scan of every block: reached only by an entity whose runs
-        already qualify (each block two counted negatives or more), so rarely."""
-        for other in self._entities.values():
-            if other is e:
-                continue
-            for b in other.blocks.values():
-                if (
-                    b.state is BlockState.DOWN
-                    and b.fail_start is not None
-                    and b.fail_start >= window
-                ):
-                    return True
-        return False
+        later (see _joint_down)."""
+        return any(name != e.name and start >= window for name, start in self._downs(now))
+
+    def _downs(self, now: float) -> list[tuple[str, float]]:
+        """(entity, fail_start) of every block down, from a scan of every block at most every
+        _DOWNS_TTL: many lossy one-block entities each asking once a second must not each
+        scan every block (a block that went down since is seen a moment later)."""
+        at, downs = self._downs_seen
+        if not at <= now < at + _DOWNS_TTL:
+            downs = [
+                (x.name, b.fail_start)
+                for x in self._entities.values()
+                for b in x.blocks.values()
+                if b.state is BlockState.DOWN and b.fail_start is not None
+            ]
+            self._downs_seen = (now, downs)
+        return downs
 
     @staticmethod
     def _timers_running(e: _Entity) -> bool:
