@@ -146,7 +146,9 @@ def entity_table(by: dict[tuple[str, str], list[dict[str, Any]]]) -> list[str]:
     ]
 
 
-def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: float) -> str:
+def summarise(
+    results: list[dict[str, Any]], scale: float, runs: int, wall: float, when: float | None = None
+) -> str:
     by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         by.setdefault((r.get("profile", "ideal"), r["scenario"]), []).append(r)
@@ -174,8 +176,8 @@ def summarise(results: list[dict[str, Any]], scale: float, runs: int, wall: floa
         + f", {runs} runs per scenario, one world per run. Median (min–max). The integration "
         "tests replay the same scenarios at ×0.2 with the same ratios.",
         "",
-        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-        + (f"; wall time {wall / 60:.0f} min" if wall else ""),
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(when))}"
+        + (f"; wall time {wall / 60:.0f} min" if wall else " (the run's end)"),
         f"- machine: {cpu}, {os.cpu_count()} CPUs; kernel {platform.release()}; "
         f"Python {platform.python_version()}",
         f"- code: {benchlib.commit()}",
@@ -259,7 +261,9 @@ def main() -> int:
             r["scenario"] = "kill9_midoutage" if r["scenario"] == "kill9" else r["scenario"]
         wall = 0.0  # the total wall time of the original run is not in the raw file
         runs = max((r.get("run", 0) for r in results), default=0) + 1
-        text = summarise(results, results[0].get("scale", args.scale), runs, wall)
+        # dated by the raw file (written when the run ended), not by this rendering
+        when = Path(args.from_raw).stat().st_mtime
+        text = summarise(results, results[0].get("scale", args.scale), runs, wall, when)
         print(text)
         if not args.no_write:
             benchlib.write_section(SECTION, text)

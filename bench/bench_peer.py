@@ -637,7 +637,8 @@ def render(
                     for k in ("icmp", "tcp", "http", "dns")
                 )
                 + ". The daemon's timeouts are learned per path (monitor/rto.py: between "
-                "`min_timeout` 1 s and the 3 s timeout) and a TCP connect waits past 0.95 s only "
+                "`min_timeout` 1 s and the 3 s timeout for one exchange; an HTTP fetch, about "
+                "four exchanges, up to 10 s) and a TCP connect waits past 0.95 s only "
                 "when its SYN resend gets a send of the rate budget (monitor/probes/tcp.py); the "
                 "exporter always waits the 3 s with the kernel's resends unbudgeted. So a lost "
                 "SYN or a handshake slower than the learned timeout (the Unicom path's ~750 ms "

@@ -532,7 +532,9 @@ def main() -> int:
         done = [r for r in results if "error" not in r]
         args.minutes = max((float(r["minutes"]) for r in done), default=args.minutes)
         mtime = dt.datetime.fromtimestamp(args.from_raw.stat().st_mtime, dt.UTC)
-        text = render(results, args, benchlib.machine(), mtime.strftime("%Y-%m-%d %H:%M UTC"))
+        # the raw file is written when the run ends
+        date = mtime.strftime("%Y-%m-%d %H:%M UTC") + " (the run's end)"
+        text = render(results, args, benchlib.machine(), date)
         benchlib.publish(HEADING, text, not args.no_write)
         return 0
     if args.worker:
