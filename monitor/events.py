@@ -492,7 +492,7 @@ def _open_reader(path: Path) -> tuple[sqlite3.Connection, bool] | None:
             error = e
             continue
         try:
-            conn.execute(f"PRAGMA busy_timeout={sqlitefile.BUSY_TIMEOUT_MS}")
+            sqlitefile.configure(conn)
             sqlitefile.refuse_newer(conn, SCHEMA_VERSION, _newer(path))
             has_table = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"

@@ -291,7 +291,7 @@ def _open_reader(path: Path) -> sqlite3.Connection | None:
         return None
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
     try:
-        conn.execute(f"PRAGMA busy_timeout={sqlitefile.BUSY_TIMEOUT_MS}")
+        sqlitefile.configure(conn)
         if sqlitefile.refuse_newer(conn, SCHEMA_VERSION, _newer(path)) < SCHEMA_VERSION:
             # created, never written
             conn.close()
