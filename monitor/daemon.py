@@ -252,6 +252,7 @@ class Daemon:
         cfg = self.cfg
         now = time.time()
         arenas = self.allocator.tune()  # before the executor's threads take arenas
+        mmap_threshold = self.allocator.fix_mmap_threshold()
         self.store = EventStore(cfg.state_dir)
         self.detector = Detector(cfg.detection, _specs(cfg), list(cfg.controls.all()), now=now)
         # SYN resends take sends of the scheduler's budgets (made just below; see _acquire_resend).
@@ -331,6 +332,7 @@ class Daemon:
             controls=len(cfg.controls),
             state_dir=str(cfg.state_dir),
             malloc_arenas=arenas,
+            malloc_mmap_threshold=mmap_threshold,
         )
         systemd.notify("READY=1\nSTATUS=probing")
 
