@@ -8,8 +8,8 @@ daemon with the default timings (interval 30 s, timeout 3 s, max_rate 20, detect
 `--scale` shrinks them all alike), replays the scenario and prints its Outcome as JSON. Runs go in
 parallel (each world is independent; the daemon at 30 s is nearly idle). The summary, median and
 spread per scenario and path profile (`--profile`: ideal paths, realistic paths with delay,
-jitter and loss, or both: the default), goes to the "Detection" section of docs/BENCHMARKS.md, next to IODA's
-published detection windows.
+jitter and loss, or both: the default), goes to the "Detection" section of docs/BENCHMARKS.md,
+next to IODA's published detection windows.
 """
 
 from __future__ import annotations

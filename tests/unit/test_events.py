@@ -382,7 +382,7 @@ def test_committed_event_survives_kill_9_and_is_resumed(tmp_path: Path) -> None:
 def test_sqlite_memory_stays_small_over_a_big_log(tmp_path: Path) -> None:
     """Every page a connection touches stays in its cache up to the cap (SQLite's default: 2 MiB
     a connection), so over months the daemon's connections grew with their files. Here a log of
-    ~15 MB is written and read whole, by the writer and a reader thread: SQLite's memory (the
+    ~11 MiB is written and read whole, by the writer and a reader thread: SQLite's memory (the
     process's, all connections) stays near the caps of sqlitefile.CACHE_KIB. Run apart: the
     counter is process-wide."""
     script = textwrap.dedent(
