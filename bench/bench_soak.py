@@ -680,6 +680,8 @@ class Flatness:
     rss_slope: float | None
     fd_slope: float | None
     all_rss_slope: float | None
+    # of its first and second half: a growth that levels off shows as a smaller second one
+    rss_slope_halves: tuple[float | None, float | None]
     rss_first: float  # median RSS of the first fifth of the stretch
     rss_last: float
     fd_first: int  # fewest fds in the first fifth
@@ -723,6 +725,10 @@ def flatness(lives: list[Life], warmup: float) -> Flatness:
         slope_per_hour([(s.t, s.rss) for s in lsamp]),
         slope_per_hour([(s.t, float(s.fds)) for s in lsamp]),
         slope_per_hour([(s.t, s.rss) for s in settled]),
+        (
+            slope_per_hour([(s.t, s.rss) for s in lsamp[: len(lsamp) // 2]]),
+            slope_per_hour([(s.t, s.rss) for s in lsamp[len(lsamp) // 2 :]]),
+        ),
         statistics.median(s.rss for s in first),
         statistics.median(s.rss for s in last),
         min(s.fds for s in first),
@@ -856,6 +862,8 @@ def render(
         f"{f.rss_last:.1f} MiB |",
         f"| its RSS slope (least squares) / over all processes across the restarts | "
         f"{_sl(f.rss_slope, 'MiB')} / {_sl(f.all_rss_slope, 'MiB')} |",
+        f"| its RSS slope over the first and over the second half of that stretch | "
+        f"{_sl(f.rss_slope_halves[0], 'MiB')}, {_sl(f.rss_slope_halves[1], 'MiB')} |",
         f"| median RSS of the first and of the last process ({len(f.life_medians)} in all) | "
         f"{f.life_medians[0]:.1f} MiB, {f.life_medians[-1]:.1f} MiB |",
         f"| highest RSS of any process | {f.rss_max:.1f} MiB |",

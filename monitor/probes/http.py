@@ -447,10 +447,8 @@ _ENCODING_DER = 2  # _ssl.ENCODING_DER
 
 
 def _not_after(sslobj: ssl.SSLObject) -> float | None:
-    cert = sslobj.getpeercert()
-    if cert:  # only filled in when the chain was verified
-        not_after = cert.get("notAfter")
-        return float(ssl.cert_time_to_seconds(not_after)) if isinstance(not_after, str) else None
+    # The DER form, verified chain or not: the decoded form is a dict of the whole certificate
+    # built per probe (and its keys interned) for one field.
     der = sslobj.getpeercert(binary_form=True)
     return None if der is None else certtime.not_after(der)
 

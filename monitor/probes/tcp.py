@@ -105,10 +105,15 @@ class SynGuard:
         self._acquire = acquire
         # The first SYN left inside connect(), after this and before the task first runs.
         self._sent_lo = time.monotonic()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._run())
 
     def stop(self) -> None:
-        self._task.cancel()
+        # Let go of the task: it runs in the prober's context, which may hold (a context var)
+        # what holds this guard, and a guard -> task -> context -> guard cycle would keep the
+        # socket, transport and TLS objects of every probe until a full garbage collection.
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
 
     async def _run(self) -> None:
         sent_hi = time.monotonic()
