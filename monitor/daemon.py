@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from monitor import __version__, systemd
+from monitor import __version__, compat, systemd
 from monitor import config as config_mod
 from monitor.allocator import TRIM_EVERY, Allocator
 from monitor.bgp import RisLiveClient
@@ -253,6 +253,7 @@ class Daemon:
         now = time.time()
         arenas = self.allocator.tune()  # before the executor's threads take arenas
         mmap_threshold = self.allocator.fix_mmap_threshold()
+        transport_fix = compat.release_transport_cycles()
         self.store = EventStore(cfg.state_dir)
         self.detector = Detector(cfg.detection, _specs(cfg), list(cfg.controls.all()), now=now)
         # SYN resends take sends of the scheduler's budgets (made just below; see _acquire_resend).
@@ -333,6 +334,7 @@ class Daemon:
             state_dir=str(cfg.state_dir),
             malloc_arenas=arenas,
             malloc_mmap_threshold=mmap_threshold,
+            transport_cycle_fix=transport_fix,
         )
         systemd.notify("READY=1\nSTATUS=probing")
 
