@@ -159,6 +159,25 @@ def now() -> float:
     return time.time()
 
 
+def release_tracebacks(exc: BaseException) -> None:
+    """Drop the tracebacks of a classified failure and of the exceptions chained to it.
+
+    A failed connect's exception holds, through its traceback, the frames it came through, and
+    some of those frames (aiohttp's, aiohappyeyeballs') hold the exception again: a reference
+    cycle per failure that only the garbage collector frees. While a target is down each of
+    its probes fails so, for hours. A probe reports a reason and a detail, never a traceback.
+    """
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        stack.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+
+
 def wrong_kind(target: Target, expected: Kind) -> ProbeResult:
     """The result of handing a prober a target of another kind (a wiring bug, contained)."""
     detail = f"{target.kind} target given to the {expected} prober"

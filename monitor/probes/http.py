@@ -61,6 +61,7 @@ from monitor.probes.base import (
     Reason,
     Target,
     now,
+    release_tracebacks,
     wrong_kind,
 )
 from monitor.probes.tcp import SynBudget, SynGuard, classify_oserror, connect_timeout, limit_resends
@@ -269,6 +270,7 @@ class HttpProber:
                 if refused is not None and refused.reason in _PROTOCOL_REASONS:
                     floor = f"TLS {target.min_tls_version}"
                     detail = f"tls: no TLS version in common at or above {floor}: {refused}"
+            release_tracebacks(e)  # aiohttp's and aiohappyeyeballs' frames hold it again
             return ProbeResult.failure(target, started, reason, _short(detail), out.extra)
         finally:
             out.stop_guards()

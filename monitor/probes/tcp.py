@@ -13,7 +13,16 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 
-from monitor.probes.base import Kind, ProbeResult, Reason, Target, TcpTarget, now, wrong_kind
+from monitor.probes.base import (
+    Kind,
+    ProbeResult,
+    Reason,
+    Target,
+    TcpTarget,
+    now,
+    release_tracebacks,
+    wrong_kind,
+)
 
 # errnos meaning "no path to the host" as opposed to "the host said no".
 _UNREACHABLE = frozenset(
@@ -191,9 +200,11 @@ class TcpProber:
             async with asyncio.timeout(limit):
                 await loop.sock_connect(sock, (str(target.address), target.port))
             rtt = time.perf_counter() - t0
-        except TimeoutError:
+        except TimeoutError as e:
+            release_tracebacks(e)
             return ProbeResult.failure(target, started, Reason.TIMEOUT, f"no SYN-ACK in {limit:g}s")
         except OSError as e:
+            release_tracebacks(e)  # the connect's future <-> its exception's frames
             reason, detail = classify_oserror(e)
             return ProbeResult.failure(target, started, reason, detail)
         finally:
@@ -219,10 +230,12 @@ class TcpProber:
                 guard = SynGuard(sock, acquire, time.monotonic() + timeout)
                 await connecting
             rtt = time.perf_counter() - t0
-        except TimeoutError:
+        except TimeoutError as e:
+            release_tracebacks(e)
             detail = f"no SYN-ACK in {timeout:g}s"
             return ProbeResult.failure(target, started, Reason.TIMEOUT, detail)
         except OSError as e:
+            release_tracebacks(e)  # the connect's future <-> its exception's frames
             if guard is not None and guard.gave_up:
                 waited = time.perf_counter() - t0
                 detail = f"no SYN-ACK in {waited:.2f}s and no budget for a SYN resend"

@@ -262,6 +262,43 @@ async def test_guarded_probes_leave_no_reference_cycles() -> None:
     assert left == []
 
 
+async def test_refused_connects_leave_no_reference_cycles(closed_tcp_port: int) -> None:
+    """A failed connect is freed by reference counting: its exception's traceback held the
+    frames of the connect (the future, aiohappyeyeballs' list of errors), which held the
+    exception again, a cycle per failed probe for as long as a target is down."""
+    url = f"http://127.0.0.1:{closed_tcp_port}/"
+    probers = [HttpProber(Budget(grant=5)), HttpProber(), TcpProber(Budget(grant=5)), TcpProber()]
+
+    async def fail_each() -> None:
+        for p in probers:
+            target = (
+                HttpTarget(url=url, address=LOOPBACK)
+                if isinstance(p, HttpProber)
+                else TcpTarget(LOOPBACK, closed_tcp_port)
+            )
+            res = await p.probe(target, timeout=3.0)
+            assert res.reason is Reason.REFUSED, res
+
+    try:
+        await fail_each()  # warm up: sessions, connectors
+        gc.collect()
+        gc.disable()
+        try:
+            before = sum(isinstance(o, BaseException) for o in gc.get_objects())
+            for _ in range(5):
+                await fail_each()
+            for _ in range(5):
+                await asyncio.sleep(0.01)
+            after = sum(isinstance(o, BaseException) for o in gc.get_objects())
+        finally:
+            gc.enable()
+    finally:
+        for p in probers:
+            if isinstance(p, HttpProber):
+                await p.close()
+    assert after <= before, f"{after - before} exceptions kept alive by cycles"
+
+
 # --- wired to the scheduler: the cap holds at the receiver, resends included ----------------------
 
 
