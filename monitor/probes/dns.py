@@ -48,7 +48,16 @@ import dns.rrset
 from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.SOA import SOA
 
-from monitor.probes.base import DnsTarget, Kind, ProbeResult, Reason, Target, now, wrong_kind
+from monitor.probes.base import (
+    DnsTarget,
+    Kind,
+    ProbeResult,
+    Reason,
+    Target,
+    now,
+    release_tracebacks,
+    wrong_kind,
+)
 from monitor.probes.tcp import classify_oserror
 
 MAX_CHAIN = 8  # CNAME links followed inside one answer section (dnspython's own limit is 16)
@@ -110,6 +119,7 @@ class DnsProber:
                     seen.transport = "tcp"
                     r = await self._tcp(q, where, target.port)
         except (OSError, EOFError, _BadReply) as e:
+            release_tracebacks(e)  # `item` in _udp's frame held it: a cycle per failed query
             extra = {"transport": seen.transport}
             if deadline.expired():
                 if seen.bad is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import socket
 import time
@@ -157,6 +158,28 @@ async def test_closed_udp_port_is_refused() -> None:
     res = await DnsProber().probe(DnsTarget(LOOPBACK, "kp", port=port), timeout=2.0)
     assert not res.ok
     assert res.reason is Reason.REFUSED
+
+
+async def test_refused_queries_leave_no_reference_cycles() -> None:
+    """A refused query is freed by reference counting: the error, re-raised from the frame
+    that held it in a local, held that frame through its traceback (a cycle per failed query,
+    for as long as a name server is down)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    prober, t = DnsProber(), DnsTarget(LOOPBACK, "kp", port=port)
+    assert (await prober.probe(t, timeout=2.0)).reason is Reason.REFUSED
+    gc.collect()
+    gc.disable()
+    try:
+        before = sum(isinstance(o, BaseException) for o in gc.get_objects())
+        for _ in range(10):
+            assert (await prober.probe(t, timeout=2.0)).reason is Reason.REFUSED
+        after = sum(isinstance(o, BaseException) for o in gc.get_objects())
+    finally:
+        gc.enable()
+    assert after <= before, f"{after - before} exceptions kept alive by cycles"
 
 
 async def test_ipv6_server(ipv6_loopback: bool) -> None:
