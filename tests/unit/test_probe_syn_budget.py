@@ -267,16 +267,18 @@ async def test_refused_connects_leave_no_reference_cycles(closed_tcp_port: int) 
     frames of the connect (the future, aiohappyeyeballs' list of errors), which held the
     exception again, a cycle per failed probe for as long as a target is down."""
     url = f"http://127.0.0.1:{closed_tcp_port}/"
-    probers = [HttpProber(Budget(grant=5)), HttpProber(), TcpProber(Budget(grant=5)), TcpProber()]
+    https = [HttpProber(Budget(grant=5)), HttpProber()]
+    tcps = [TcpProber(Budget(grant=5)), TcpProber()]
+    http_target, tcp_target = (
+        HttpTarget(url=url, address=LOOPBACK),
+        TcpTarget(LOOPBACK, closed_tcp_port),
+    )
 
     async def fail_each() -> None:
-        for p in probers:
-            target = (
-                HttpTarget(url=url, address=LOOPBACK)
-                if isinstance(p, HttpProber)
-                else TcpTarget(LOOPBACK, closed_tcp_port)
-            )
-            res = await p.probe(target, timeout=3.0)
+        for res in [
+            *[await p.probe(http_target, timeout=3.0) for p in https],
+            *[await p.probe(tcp_target, timeout=3.0) for p in tcps],
+        ]:
             assert res.reason is Reason.REFUSED, res
 
     try:
@@ -293,9 +295,8 @@ async def test_refused_connects_leave_no_reference_cycles(closed_tcp_port: int) 
         finally:
             gc.enable()
     finally:
-        for p in probers:
-            if isinstance(p, HttpProber):
-                await p.close()
+        for p in https:
+            await p.close()
     assert after <= before, f"{after - before} exceptions kept alive by cycles"
 
 
