@@ -682,6 +682,10 @@ class Flatness:
     all_rss_slope: float | None
     # of its first and second half: a growth that levels off shows as a smaller second one
     rss_slope_halves: tuple[float | None, float | None]
+    # from the end of its first census on (minutes after its start, slope, rise between the
+    # first and last fifth of that stretch): the census probes every address of the prefixes,
+    # and the per-address state it leaves (bounded by the configuration) comes once per process
+    after_census: tuple[float, float | None, float] | None
     rss_first: float  # median RSS of the first fifth of the stretch
     rss_last: float
     fd_first: int  # fewest fds in the first fifth
@@ -706,7 +710,35 @@ class Flatness:
         )
 
 
-def flatness(lives: list[Life], warmup: float) -> Flatness:
+def census_ends(log: Path) -> list[float]:
+    """Wall times of the daemon log's `census done` lines (every process, in order)."""
+    out: list[float] = []
+    if not log.exists():
+        return out
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"census done"' not in line:
+            continue
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            rec = json.loads(line)
+            out.append(dt.datetime.fromisoformat(rec["timestamp"]).timestamp())
+    return out
+
+
+def after_first_census(
+    samples: list[Sample], ready: float, ends: list[float]
+) -> tuple[float, float | None, float] | None:
+    first = next((t for t in ends if t > samples[0].t), None) if samples else None
+    after = [s for s in samples if first is not None and s.t >= first]
+    if first is None or len(after) < 10:
+        return None
+    fifth = max(1, len(after) // 5)
+    rise = statistics.median(s.rss for s in after[-fifth:]) - statistics.median(
+        s.rss for s in after[:fifth]
+    )
+    return (first - ready) / 60, slope_per_hour([(s.t, s.rss) for s in after]), rise
+
+
+def flatness(lives: list[Life], warmup: float, census: list[float] | None = None) -> Flatness:
     def length(lf: Life) -> float:
         return (lf.ended or time.time()) - lf.ready
 
@@ -729,6 +761,7 @@ def flatness(lives: list[Life], warmup: float) -> Flatness:
             slope_per_hour([(s.t, s.rss) for s in lsamp[: len(lsamp) // 2]]),
             slope_per_hour([(s.t, s.rss) for s in lsamp[len(lsamp) // 2 :]]),
         ),
+        after_first_census(lsamp, longest.ready, census or []),
         statistics.median(s.rss for s in first),
         statistics.median(s.rss for s in last),
         min(s.fds for s in first),
@@ -864,6 +897,15 @@ def render(
         f"{_sl(f.rss_slope, 'MiB')} / {_sl(f.all_rss_slope, 'MiB')} |",
         f"| its RSS slope over the first and over the second half of that stretch | "
         f"{_sl(f.rss_slope_halves[0], 'MiB')}, {_sl(f.rss_slope_halves[1], 'MiB')} |",
+        "| its RSS from the end of its first census on (not the verdict's stretch): slope, "
+        "rise between first and last fifth | "
+        + (
+            "no census in the stretch"
+            if f.after_census is None
+            else f"census ended {f.after_census[0]:.0f} min after its start: "
+            f"{_sl(f.after_census[1], 'MiB')}, {f.after_census[2]:+.1f} MiB"
+        )
+        + " |",
         f"| median RSS of the first and of the last process ({len(f.life_medians)} in all) | "
         f"{f.life_medians[0]:.1f} MiB, {f.life_medians[-1]:.1f} MiB |",
         f"| highest RSS of any process | {f.rss_max:.1f} MiB |",
@@ -961,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
         stored = read_store(soak.config)
         w.assert_no_leaks()
     v = check(soak, stored)
-    f = flatness(soak.lives, args.warmup)
+    f = flatness(soak.lives, args.warmup, census_ends(out / "daemon.log"))
     (out / "samples.json").write_text(
         json.dumps(
             {
