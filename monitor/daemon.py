@@ -270,6 +270,10 @@ class Daemon:
             cfg.history, cfg.state_dir, self.detector, self.routing, self._entity_names
         )
         self.metrics.bind_history(self.history.store)
+        # Reader threads and their connections from the start, not when reads first overlap.
+        self.store.prestart_readers()
+        if self.history.store is not None:
+            self.history.store.prestart_readers()
         self.notifier = Notifier(cfg, self.metrics)
         self._wire()
         self._configure(cfg)

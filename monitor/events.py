@@ -72,7 +72,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from monitor import sqlitefile
+from monitor import pools, sqlitefile
 from monitor.annotations import AnnotationError, Annotations, merge_imported
 from monitor.annotations import stored as stored_annotations
 from monitor.detect.evidence import Evidence
@@ -1016,11 +1016,24 @@ class EventStore:
             if owned and conn is not None:
                 conn.close()
 
-    async def _off_loop(self, fn: Callable[[sqlite3.Connection | None], T]) -> T:
+    def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(READERS, thread_name_prefix="event-log-read")
+        return self._executor
+
+    def prestart_readers(self) -> int:
+        """Start the reader threads and open their connections now (monitor/pools.py: why);
+        an unreadable log is left to the first query to report."""
+
+        def open_reader() -> None:
+            with contextlib.suppress(StoreError):
+                self._in_thread(lambda c: None)
+
+        return pools.prestart(self._pool(), READERS, open_reader)
+
+    async def _off_loop(self, fn: Callable[[sqlite3.Connection | None], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._in_thread, fn)
+        return await loop.run_in_executor(self._pool(), self._in_thread, fn)
 
     async def page_async(self, q: Query, limit: int) -> Page[EventRecord]:
         """`records(...)` with `limit`, in a reader thread. Raises StoreError if unreadable."""

@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from monitor import sqlitefile
+from monitor import pools, sqlitefile
 from monitor.detect.model import State
 from monitor.detect.times import iso
 from monitor.history.point import HistoryPoint
@@ -711,10 +711,22 @@ class HistoryStore:
         except sqlite3.Error as e:
             raise HistoryError(f"cannot read {self.path}: {e}") from None
 
-    async def _off_loop(self, fn: Callable[[], T]) -> T:
+    def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(READERS, thread_name_prefix="history-read")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return self._executor
+
+    def prestart_readers(self) -> int:
+        """Start the reader threads and open their connections now (monitor/pools.py: why)."""
+
+        def open_reader() -> None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._reader()
+
+        return pools.prestart(self._pool(), READERS, open_reader)
+
+    async def _off_loop(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool(), fn)
 
     async def render_async(
         self, entity: str, since: float, until: float, step: int | None, known: bool

@@ -21,6 +21,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from monitor import pools
 from monitor.notify.model import KEY_HEADER, Notification, Outcome
 from monitor.notify.params import NotifyReceiver, redact
 
@@ -133,6 +134,10 @@ class Sender:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="notify")
         self.busy: set[str] = set()
         self.stuck = 0  # attempts the loop stopped waiting for while their thread still ran
+
+    def prestart(self) -> int:
+        """Start the attempts' threads now (monitor/pools.py: why)."""
+        return pools.prestart(self._pool, self.threads)
 
     async def send(self, receiver: NotifyReceiver, note: Notification) -> Outcome:
         loop = asyncio.get_running_loop()

@@ -68,6 +68,7 @@ class Notifier:
         self.receivers = {r.name: r for r in cfg.notify}
         if self.receivers:
             _ = self.outbox
+            self.sender.prestart()
         self.policy.configure(cfg.notify, FormatOptions(base_url=cfg.api.base_url))
         m = self.metrics
         for name in gone:
