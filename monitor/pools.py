@@ -20,20 +20,24 @@ WAIT = 5.0  # seconds for the pool's threads to meet; a busy machine only leaves
 def prestart(pool: ThreadPoolExecutor, n: int, init: Callable[[], object] | None = None) -> int:
     """Make `pool` start `n` threads now (each runs `init` once, e.g. opening its connection);
     returns how many met. Each task waits at a barrier until all `n` run, so no thread can take
-    two of them and the pool has to start one per task. Errors of `init` are the caller's to
-    contain inside it; a thread that does not arrive in time breaks the barrier, harmlessly."""
+    two of them and the pool has to start one per task. Call it while the pool is idle (at
+    start): a busy thread cannot meet the others, who then wait the barrier out (WAIT)."""
     if n <= 0:
         return 0
     barrier = threading.Barrier(n)
 
     def meet() -> bool:
-        if init is not None:
-            init()
+        ok = True
         try:
+            if init is not None:
+                init()
+        except Exception:  # the pool's first real task meets (and reports) it again
+            ok = False
+        try:  # even after a failed init: the others must not wait out the barrier's timeout
             barrier.wait(WAIT)
         except threading.BrokenBarrierError:
             return False
-        return True
+        return ok
 
     futures = [pool.submit(meet) for _ in range(n)]
     done, _ = wait(futures, timeout=WAIT + 1)

@@ -134,9 +134,14 @@ class Sender:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="notify")
         self.busy: set[str] = set()
         self.stuck = 0  # attempts the loop stopped waiting for while their thread still ran
+        self._prestarted = False
 
     def prestart(self) -> int:
-        """Start the attempts' threads now (monitor/pools.py: why)."""
+        """Start the attempts' threads now (monitor/pools.py: why); once, while the pool is
+        idle: on a later reload an attempt may hold a thread, and the others would wait."""
+        if self._prestarted:
+            return 0
+        self._prestarted = True
         return pools.prestart(self._pool, self.threads)
 
     async def send(self, receiver: NotifyReceiver, note: Notification) -> Outcome:

@@ -35,3 +35,23 @@ def test_event_log_readers_are_started_with_their_connections(tmp_path: Path) ->
         assert len(store._readers) == READERS  # one read connection per thread, kept
     finally:
         store.close()
+
+
+def test_a_failing_init_does_not_hold_the_others() -> None:
+    """An init that raises still meets the others at the barrier (no wait of pools.WAIT)."""
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def init() -> None:
+        with lock:
+            calls.append(1)
+            first = len(calls) == 1
+        if first:
+            raise RuntimeError("first one fails")
+
+    pool = ThreadPoolExecutor(2, thread_name_prefix="prestart-fail")
+    try:
+        assert pools.prestart(pool, 2, init) == 1
+        assert _named("prestart-fail") == 2
+    finally:
+        pool.shutdown()
