@@ -284,6 +284,9 @@ class Daemon:
             cfg, census, self.detector, self.scheduler, icmp, tcp, self.metrics, publish
         )
         self.discovery.configure(cfg)  # sampled blocks known before open events are resumed
+        # The censuses' addresses get their ICMP table entries now, not at the process's first
+        # census (a step of RSS hours into the run; see IcmpEngine.prepare).
+        prepared = icmp.prepare(self.discovery.census_addresses())
         resumed = self.store.open_events(e.name for e in cfg.entities)
         continued = self.detector.resume(resumed, now)
         # The notifier learns what it already told before the resumed events' updates reach
@@ -339,6 +342,7 @@ class Daemon:
             malloc_arenas=arenas,
             malloc_mmap_threshold=mmap_threshold,
             transport_cycle_fix=transport_fix,
+            census_addresses_prepared=prepared,
         )
         systemd.notify("READY=1\nSTATUS=probing")
 

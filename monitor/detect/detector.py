@@ -145,6 +145,9 @@ _ASK_TTL = 120.0
 # A late answer's lost sample is looked for among the samples started at most this long
 # before it (s): far more than any probe's timeout.
 _LATE_SCAN = 60.0
+# A failed probe known later than this after it was sent is not taken as the usual delay
+# (s): probing.timeout is at most 60 s.
+_FAIL_DELAY_MAX = 60.0
 # Ordinary answers whose gaps are learned before the answer-gap suspicion is armed.
 _GAP_WARMUP = 10
 
@@ -449,6 +452,9 @@ class _Entity:
         self.burst_at = _NEVER
         self.last_joint = _NEVER  # latest check of the joint evidence of the blocks
         self.settling = False  # web/DNS targets still down from a blackout, being re-checked
+        # The longest a failed probe took to be known (its timeout, learned per path): a close
+        # waits that long past merge_gap for the probes still in flight (see _relapsing).
+        self.fail_delay = 0.0
         # Sampled blocks (set_samples): E(b) per block from the census, and the block of each
         # sampled address (rebuilt by configure).
         self.sampled: dict[IPNetwork, frozenset[IPAddress]] = {}
@@ -586,6 +592,8 @@ class Detector:
         t = result.started
         healthy = self._vantage.healthy
         ts.record(result.ok, t)
+        if not result.ok:
+            e.fail_delay = max(e.fail_delay, min(now - t, _FAIL_DELAY_MAX))
         e.kind_ev[result.kind].record(result)
         first: list[Change] = []
         if result.ok and not ts.hyst.answered:
@@ -1427,7 +1435,8 @@ class Detector:
             # Blocks whose belief was still settling when the entity turned up come back
             # during the merge gap: their return times belong to the event's evidence.
             self._track(e, ev, issues, signals)
-            if now - ev.closing_since >= self.params.merge_gap:
+            gap = self.params.merge_gap + e.fail_delay
+            if now - ev.closing_since >= gap and not self._relapsing(e, ev, now):
                 return self._close(e, ev)
             return []
 
@@ -1457,6 +1466,37 @@ class Detector:
         if changed:
             return [EventUpdated(self._record(e, ev), previous)]
         return []
+
+    def _relapsing(self, e: _Entity, ev: _Event, now: float) -> bool:
+        """A failure that began after the recovery, less than merge_gap ago, and may still
+        become an issue: web (or DNS) targets failing again, none answering since, or a block
+        in a failure run. Confirmed, it is dated back to its first failure, within the gap of
+        the event's end: it belongs to the event, so the close waits for it, one more
+        merge_gap at most (a failure that never becomes an issue must not hold the event
+        open). A lost probe on a lossy path holds it only until its block's next answer. The
+        soak saw an incident cut in two: closed at the gap, reopened 0.7 s later from a
+        failure that began 6 s before the close."""
+        gap = self.params.merge_gap
+        if ev.recovered_at is None or ev.closing_since is None or now - ev.closing_since >= 2 * gap:
+            return False
+        since = max(ev.recovered_at, now - gap)
+        if any(
+            b.run_count and b.fail_start is not None and b.fail_start >= since
+            for b in e.blocks.values()
+        ):
+            return True
+        # Per kind: the first failure since, and the latest answer (none after that failure:
+        # every target probed since has failed, the start of a web or DNS issue).
+        first: dict[Kind, float] = {}
+        answered: dict[Kind, float] = {}
+        for ts in e.targets.values():
+            kind = ts.target.kind
+            if kind not in (Kind.HTTP, Kind.DNS) or not ts.ever_ok:
+                continue
+            answered[kind] = max(answered.get(kind, _NEVER), ts.last_ok)
+            if ts.fail_start is not None and ts.fail_start >= since:
+                first[kind] = min(first.get(kind, ts.fail_start), ts.fail_start)
+        return any(answered[kind] < f for kind, f in first.items())
 
     def _close(self, e: _Entity, ev: _Event) -> list[Change]:
         end = ev.recovered_at if ev.recovered_at is not None else ev.start

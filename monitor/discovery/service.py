@@ -43,6 +43,7 @@ from monitor.discovery.plan import (
     SampleState,
     availability,
     census_blocks,
+    census_order,
     census_priority,
     census_size,
     choose_sample,
@@ -314,6 +315,10 @@ class Discovery:
             wait = min([60.0, *(d - now for d in due)])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    def census_addresses(self) -> list[IPv4]:
+        """Every address the configured censuses probe (to prepare the ICMP engine's tables)."""
+        return [a for e in self._configured.values() for a in census_order(e.prefixes)]
 
     async def census(self, name: str) -> list[BlockCensus]:
         """One census of entity `name` now; stored, applied; returns the blocks' summaries."""

@@ -52,7 +52,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
 import structlog
@@ -467,6 +467,25 @@ class IcmpProber:
         fam.base_sum = fam.word0 + fam.ident
         fam.csum = mode == "raw" and not fam.v6
         return sock
+
+    def prepare(self, addresses: Iterable[IPAddress]) -> int:
+        """Give addresses that will be probed later (a census's) their entries in the
+        per-address tables now: the memory is taken at start, not at the first census hours
+        into the run (a 2 MiB step of RSS in the soak, for 1,536 addresses, that stayed).
+        Up to half the tables' bound, leaving room for the scheduled targets; returns how
+        many were added."""
+        added = 0
+        for address in addresses:
+            if len(self._addrs) >= _ADDR_CACHE_MAX // 2:
+                break
+            if address in self._addrs:
+                continue
+            _, host, _ = self._resolve(address, None)
+            if host not in self._seqs:
+                # As a first probe's: a random start (the next probe sends this plus one).
+                self._seqs[host] = secrets.randbits(16)
+            added += 1
+        return added
 
     def _free_seq(self, host: str, seq: int) -> int:
         """The next sequence number with no probe to host in flight, or -1 if there is none."""

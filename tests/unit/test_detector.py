@@ -1060,3 +1060,35 @@ def test_a_control_answered_before_the_failed_reply_was_due_confirms_nothing() -
     v.observe(ProbeResult.success(ctl, s + 0.7, 0.005))
     assert v.confirms(s, due=0.6)
     assert not v.confirms(s + 1.0, due=0.6)  # sent before this failure: says nothing of it
+
+
+def test_a_relapse_that_began_before_the_close_continues_the_event() -> None:
+    """The web comes back, and fails again a few seconds before merge_gap has passed; that
+    failure is confirmed as an issue only after the gap: it began within the gap, so it is the
+    same incident (the soak saw an event closed at the gap and a new one opened 0.7 s later,
+    backdated to a failure that preceded the close)."""
+    first = run(World(seed=3, web_down=[(at(600), at(900))]), 1300)
+    ((when_closed, closed),) = [
+        (t, c.event) for t, c in first.log.changes if isinstance(c, EventClosed)
+    ]
+    assert closed.end is not None
+    relapse = when_closed - 3.0 - T0  # the web fails again 3 s before the close
+    sim = run(World(seed=3, web_down=[(at(600), at(900)), (at(relapse), at(relapse + 400))]), 1800)
+    _, closed = one_event(sim.log)
+    assert phases(closed) == ["web", "recovered", "web"]
+    assert closed.end is not None and at(relapse + 400) <= closed.end <= at(relapse + 431)
+
+
+def test_a_block_lost_again_just_before_the_close_continues_the_event() -> None:
+    """As above for the network: a /24 blackholed again shortly before the gap passes (its
+    probes are seconds apart, and each is known to fail only a timeout after it was sent) is
+    the same partial incident, not a second event."""
+    net = "198.18.177.0/24"
+    first = run(World(seed=4, blocks_down={net: [(at(600), at(900))]}), 1300)
+    ((when_closed, _),) = [(t, c) for t, c in first.log.changes if isinstance(c, EventClosed)]
+    relapse = when_closed - 10.0 - T0
+    w = World(seed=4, blocks_down={net: [(at(600), at(900)), (at(relapse), at(relapse + 400))]})
+    sim = run(w, relapse + 700)
+    opened, closed = one_event(sim.log)
+    assert opened.kind is EventKind.PARTIAL
+    assert phases(closed) == ["partial", "recovered", "partial"]

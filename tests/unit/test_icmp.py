@@ -15,7 +15,7 @@ import socket
 import struct
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import pytest
@@ -135,7 +135,10 @@ class Forger:
 
 
 async def gather_submits(
-    prober: IcmpProber, addrs: list[str], timeout: float, check: Callable[[], None] | None = None
+    prober: IcmpProber,
+    addrs: Sequence[str | ipaddress.IPv4Address | ipaddress.IPv6Address],
+    timeout: float,
+    check: Callable[[], None] | None = None,
 ) -> list[ProbeResult]:
     """Submit one probe per address through the callback API and wait for every result."""
     loop = asyncio.get_running_loop()
@@ -899,3 +902,25 @@ def test_probe_and_start_contain_a_target_of_another_kind() -> None:
     for r in asyncio.run(body()):
         assert (r.ok, r.reason) == (False, Reason.OTHER)
         assert r.detail == "tcp target given to the icmp prober"
+
+
+def test_prepared_addresses_take_no_new_table_entries_when_probed() -> None:
+    """prepare() gives addresses their per-address entries up front (a census's, at start):
+    probing them later answers as usual and adds nothing to the tables (the soak saw RSS step
+    up at a process's first census); preparing them again adds nothing."""
+
+    async def body() -> tuple[int, int, int, int, list[bool]]:
+        p = IcmpProber("raw")
+        addrs = [ipaddress.IPv4Address(f"127.0.0.{i}") for i in range(2, 12)]
+        added = p.prepare(addrs)
+        before = (len(p._addrs), len(p._seqs))
+        rs = await gather_submits(p, addrs, 2.0)
+        after = (len(p._addrs), len(p._seqs))
+        again = p.prepare(addrs)
+        await p.close()
+        assert before == after, (before, after)
+        return added, again, before[0], before[1], [r.ok for r in rs]
+
+    added, again, n_addrs, n_seqs, oks = run_in_netns(body)
+    assert (added, again, n_addrs, n_seqs) == (10, 0, 10, 10)
+    assert oks == [True] * 10
