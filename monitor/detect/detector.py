@@ -34,7 +34,9 @@ Semantics (what users rely on):
 - **Flapping.** An event closes only after `merge_gap` seconds with no issue; a relapse within
   that time continues the same event (a `recovered` phase is recorded), so routes toggling every
   30-60 s give one event, not dozens. `EventClosed` therefore arrives `merge_gap` after the end
-  (the end itself is back-dated); meanwhile the state is already `up`.
+  (the end itself is back-dated); meanwhile the state is already `up`. It comes a probe timeout
+  later still (failures in flight are known), and not while a failure that began since the
+  recovery may become an issue, one more `merge_gap` at most (`_relapsing`).
 - **Vantage self-check.** The controls decide `vantage_healthy` (unhealthy when
   `vantage_min_failures` distinct controls failed since the last control answer, or a majority
   of the controls probed within `vantage_window` failed their latest probe). While unhealthy:
