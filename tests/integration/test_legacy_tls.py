@@ -40,6 +40,11 @@ def test_tls10_only_site_is_up_and_a_higher_floor_refuses_it(
         if "1/1 targets answered" in out:
             break
     assert rc == 0 and "1/1 targets answered" in out, out
-    rc, out = probe_kcna(w, min_tls_version="1.2")
+    # The same for the refusal: three tries lost in a burst of loss are a timeout, not a
+    # verdict on TLS (seen once in CI).
+    for _ in range(3):
+        rc, out = probe_kcna(w, min_tls_version="1.2")
+        if "tls_error" in out:
+            break
     assert "0/1 targets answered" in out and "tls_error" in out, out
     assert "at or above TLS 1.2" in out, out
