@@ -12,17 +12,23 @@ function, tracebacks and exceptions by where they were raised), and the modules 
 the last report. Objects freed by reference counting never show: what shows is what only the
 collector frees, which piles up in the older generations between full collections.
 How the probe cycles fixed in December 2026 were found (docs/BENCHMARKS.md, "Soak").
+
+With DIAG_MEM=1 it reports instead where the process's memory is, every minute (see _memory);
+DIAG_TRACE=1 adds tracemalloc: Python's allocations by line that grew since minute 5.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import gc
 import os
 import sys
 import threading
 import time
 import traceback
+import tracemalloc
 import types
 
 EVERY = 60.0
@@ -82,7 +88,87 @@ def _report(log: str) -> None:
             gc.enable()
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _memory(log: str) -> None:
+    """DIAG_MEM=1: where the memory is, every minute: RSS split (smaps_rollup), glibc's heap
+    (in use, free inside it, mmapped), SQLite's own allocations, Python's allocated blocks,
+    and every 5 minutes the container types whose counts changed most since the last time."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    try:
+        lite = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        lite.sqlite3_memory_used.restype = ctypes.c_int64
+    except OSError:
+        lite = None
+    started = time.time()
+    counts: collections.Counter[str] = collections.Counter()
+    base: tracemalloc.Snapshot | None = None
+    n = 0
+    while True:
+        time.sleep(EVERY)
+        try:
+            roll = {}
+            with open("/proc/self/smaps_rollup", encoding="ascii") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) == 3 and parts[2] == "kB":
+                        roll[parts[0].rstrip(":")] = int(parts[1])
+            mi = libc.mallinfo2()
+            mib = 1 / (1 << 20)
+            used = lite.sqlite3_memory_used() * mib if lite is not None else -1.0
+            line = (
+                f"t={time.time() - started:.0f} rss={roll.get('Rss', 0) / 1024:.2f} "
+                f"anon={roll.get('Anonymous', 0) / 1024:.2f} heap_used={mi.uordblks * mib:.2f} "
+                f"heap_free={mi.fordblks * mib:.2f} arena={mi.arena * mib:.2f} "
+                f"mmapped={mi.hblkhd * mib:.2f}({mi.hblks}) sqlite={used:.2f} "
+                f"pyblocks={sys.getallocatedblocks()} threads={threading.active_count()}\n"
+            )
+            n += 1
+            if tracemalloc.is_tracing() and n % 5 == 0:
+                snap = tracemalloc.take_snapshot().filter_traces(
+                    [tracemalloc.Filter(False, tracemalloc.__file__)]
+                )
+                if base is None:
+                    base = snap
+                else:
+                    line += f"  traced {tracemalloc.get_traced_memory()[0] * mib:.2f} MiB\n"
+                    for st in snap.compare_to(base, "lineno")[:25]:
+                        line += f"  {st.size_diff / 1024:+9.1f} KiB {st.count_diff:+7d} {st.traceback}\n"
+            if n % 5 == 1:
+                now = collections.Counter(describe(o) for o in gc.get_objects())
+                diff = now.copy()
+                diff.subtract(counts)
+                counts = now
+                moved = sorted(diff.items(), key=lambda kv: -abs(kv[1]))[:25]
+                line += "".join(f"  {d:+7d} {now[k]:7d} {k}\n" for k, d in moved)
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(line)
+        except Exception:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(traceback.format_exc())
+
+
 if "run" in sys.argv and "--config" in sys.argv:
-    threading.Thread(
-        target=_report, args=(os.environ.get("DIAG_LOG", "/tmp/diag-gc.log"),), daemon=True
-    ).start()
+    _log = os.environ.get("DIAG_LOG", "/tmp/diag-gc.log")
+    _what = _memory if os.environ.get("DIAG_MEM") == "1" else _report
+    if os.environ.get("DIAG_TRACE") == "1":
+        # Python's allocations by line, compared every 5 minutes with the first snapshot.
+        tracemalloc.start(1)
+    threading.Thread(target=_what, args=(_log,), daemon=True).start()
