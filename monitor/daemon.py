@@ -285,7 +285,7 @@ class Daemon:
         )
         self.discovery.configure(cfg)  # sampled blocks known before open events are resumed
         # The censuses' addresses get their ICMP table entries now, not at the process's first
-        # census (a step of RSS hours into the run; see IcmpEngine.prepare).
+        # census (a step of RSS hours into the run; see IcmpProber.prepare).
         prepared = icmp.prepare(self.discovery.census_addresses())
         resumed = self.store.open_events(e.name for e in cfg.entities)
         continued = self.detector.resume(resumed, now)

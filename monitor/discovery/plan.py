@@ -128,10 +128,13 @@ def census_blocks(
 
 def census_size(prefixes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> int:
     """How many addresses a census of `prefixes` probes (before retries)."""
-    return len(_addresses(prefixes))
+    return len(census_addresses(prefixes))
 
 
-def _addresses(prefixes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> list[IPv4]:
+def census_addresses(
+    prefixes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> list[IPv4]:
+    """Every IPv4 address of `prefixes` once, in address order (IPv6 is never censused)."""
     seen: dict[int, None] = {}
     for p in prefixes:
         if isinstance(p, IPv4Net):
@@ -145,7 +148,7 @@ def census_order(prefixes: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Networ
     the first address of each block, then the second..., so that at any moment of the census
     each block receives at most its share of the probes."""
     by_block: dict[IPv4Net, list[IPv4]] = {}
-    for a in _addresses(prefixes):
+    for a in census_addresses(prefixes):
         by_block.setdefault(block_of(a), []).append(a)
     lists = [by_block[b] for b in sorted(by_block)]
     out: list[IPv4] = []

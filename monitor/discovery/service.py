@@ -42,8 +42,8 @@ from monitor.discovery.plan import (
     IPv4Net,
     SampleState,
     availability,
+    census_addresses,
     census_blocks,
-    census_order,
     census_priority,
     census_size,
     choose_sample,
@@ -318,7 +318,7 @@ class Discovery:
 
     def census_addresses(self) -> list[IPv4]:
         """Every address the configured censuses probe (to prepare the ICMP engine's tables)."""
-        return [a for e in self._configured.values() for a in census_order(e.prefixes)]
+        return [a for e in self._configured.values() for a in census_addresses(e.prefixes)]
 
     async def census(self, name: str) -> list[BlockCensus]:
         """One census of entity `name` now; stored, applied; returns the blocks' summaries."""
