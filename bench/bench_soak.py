@@ -695,6 +695,9 @@ class Flatness:
     fd_max: int
     threads_max: int
     life_medians: list[float]  # median RSS of each process, in order (fresh-process baseline)
+    # its RSS through its whole life, warm-up included: the median of each CURVE_STEP s (the
+    # shape a slope hides: a climb that levels off, or one that does not)
+    curve: list[float]
 
     @property
     def judged(self) -> bool:
@@ -771,7 +774,21 @@ def flatness(lives: list[Life], warmup: float, census: list[float] | None = None
         max(s.fds for s in settled),
         max(s.threads for s in settled),
         [statistics.median(s.rss for s in lf.samples) for lf in lives if lf.samples],
+        rss_curve(longest.samples),
     )
+
+
+CURVE_STEP = 600.0
+
+
+def rss_curve(samples: list[Sample]) -> list[float]:
+    """Median RSS of each CURVE_STEP s of a process's life (by uptime; a last, partial step
+    counts when it holds at least half a step)."""
+    bins: dict[int, list[float]] = {}
+    for s in samples:
+        bins.setdefault(int(max(0.0, s.uptime) // CURVE_STEP), []).append(s.rss)
+    full = max(1, int(CURVE_STEP / SAMPLE_EVERY) // 2)
+    return [statistics.median(v) for _, v in sorted(bins.items()) if len(v) >= full]
 
 
 def _sl(v: float | None, unit: str) -> str:
@@ -906,6 +923,8 @@ def render(
             f"{_sl(f.after_census[1], 'MiB')}, {f.after_census[2]:+.1f} MiB"
         )
         + " |",
+        f"| its RSS through its life, median of each {CURVE_STEP / 60:.0f} min (warm-up "
+        f"included) | {', '.join(f'{x:.1f}' for x in f.curve)} MiB |",
         f"| median RSS of the first and of the last process ({len(f.life_medians)} in all) | "
         f"{f.life_medians[0]:.1f} MiB, {f.life_medians[-1]:.1f} MiB |",
         f"| highest RSS of any process | {f.rss_max:.1f} MiB |",

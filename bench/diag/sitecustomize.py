@@ -14,7 +14,16 @@ collector frees, which piles up in the older generations between full collection
 How the probe cycles fixed in December 2026 were found (docs/BENCHMARKS.md, "Soak").
 
 With DIAG_MEM=1 it reports instead where the process's memory is, every minute (see _memory);
-DIAG_TRACE=1 adds tracemalloc: Python's allocations by line that grew since minute 5.
+DIAG_TRACE=1 adds tracemalloc: Python's allocations by line that grew since minute 5;
+DIAG_BIG=1 lists every 5 minutes the containers of 64 KiB or more (see _big). What neither sees,
+the interpreter's own tables, gdb reads from the running daemon (libpython has its symbols),
+e.g. the table of interned strings, live entries and slots used:
+
+    gdb -p PID -batch -ex 'p ((PyDictObject*)interned)->ma_used' \
+        -ex 'p ((PyDictObject*)interned)->ma_keys->dk_nentries'
+
+and a hardware watchpoint on that dk_nentries shows who takes new slots (how the certificate
+keys of monitor/probes/http.py, CERT_KEYS, were found).
 """
 
 from __future__ import annotations
@@ -106,6 +115,56 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
+BIG = 64 * 1024  # bytes: containers this large or larger are listed by DIAG_BIG=1
+
+
+def _big() -> str:
+    """DIAG_BIG=1: every container of BIG bytes or more reachable from the modules and the
+    threads' frames (and from the objects not frozen), with its owner (the module, or the class of the instance whose attribute
+    holds it). A walk from the roots, not gc.get_objects(): the daemon gc.freeze()s its state,
+    and frozen objects are not listed there, yet they are what grows in place (a dict resized
+    keeps its identity)."""
+    seen: set[int] = set()
+    stack: list[tuple[object, str]] = [
+        (m, f"module {name}") for name, m in list(sys.modules.items())
+    ]
+    for top in sys._current_frames().values():
+        f: types.FrameType | None = top
+        while f is not None:  # f_back is made on access: the gc does not see it otherwise
+            stack.append((f, f"frame {f.f_code.co_name}"))
+            f = f.f_back
+    stack += [(o, "young") for o in gc.get_objects()]  # tasks, coroutines: the daemon itself
+    found: list[tuple[int, str]] = []
+    skip = {id(seen), id(stack)}
+    while stack:
+        o, owner = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        try:
+            size = sys.getsizeof(o)
+        except Exception:
+            continue
+        if size >= BIG and id(o) not in skip:
+            n = len(o) if hasattr(o, "__len__") else -1
+            found.append((size, f"{type(o).__qualname__} len={n} in {owner}"))
+        if isinstance(o, types.ModuleType):
+            child_owner = f"module {o.__name__}"
+        elif isinstance(o, dict | list | tuple | set | frozenset | types.FrameType | type):
+            child_owner = owner
+        else:
+            child_owner = f"{type(o).__module__}.{type(o).__qualname__}"
+        for r in gc.get_referents(o):
+            if id(r) in seen:
+                continue
+            if not isinstance(r, int | float | str | bytes) or sys.getsizeof(r) >= BIG:
+                stack.append((r, child_owner))
+    found.sort(reverse=True)
+    return f"  walked {len(seen)} objects\n" + "".join(
+        f"  big {size / 1024:9.1f} KiB {what}\n" for size, what in found[:30]
+    )
+
+
 def _memory(log: str) -> None:
     """DIAG_MEM=1: where the memory is, every minute: RSS split (smaps_rollup), glibc's heap
     (in use, free inside it, mmapped), SQLite's own allocations, Python's allocated blocks,
@@ -120,6 +179,7 @@ def _memory(log: str) -> None:
     started = time.time()
     counts: collections.Counter[str] = collections.Counter()
     base: tracemalloc.Snapshot | None = None
+    known_modules: set[str] = set()
     n = 0
     while True:
         time.sleep(EVERY)
@@ -138,8 +198,13 @@ def _memory(log: str) -> None:
                 f"anon={roll.get('Anonymous', 0) / 1024:.2f} heap_used={mi.uordblks * mib:.2f} "
                 f"heap_free={mi.fordblks * mib:.2f} arena={mi.arena * mib:.2f} "
                 f"mmapped={mi.hblkhd * mib:.2f}({mi.hblks}) sqlite={used:.2f} "
-                f"pyblocks={sys.getallocatedblocks()} threads={threading.active_count()}\n"
+                f"pyblocks={sys.getallocatedblocks()} threads={threading.active_count()} "
+                f"modules={len(sys.modules)}\n"
             )
+            mods = set(sys.modules)
+            if known_modules and mods - known_modules:
+                line += f"  imported: {' '.join(sorted(mods - known_modules))}\n"
+            known_modules = mods
             n += 1
             if tracemalloc.is_tracing() and n % 5 == 0:
                 snap = tracemalloc.take_snapshot().filter_traces(
@@ -151,6 +216,8 @@ def _memory(log: str) -> None:
                     line += f"  traced {tracemalloc.get_traced_memory()[0] * mib:.2f} MiB\n"
                     for st in snap.compare_to(base, "lineno")[:25]:
                         line += f"  {st.size_diff / 1024:+9.1f} KiB {st.count_diff:+7d} {st.traceback}\n"
+            if n % 5 == 1 and os.environ.get("DIAG_BIG") == "1":
+                line += _big()
             if n % 5 == 1:
                 now = collections.Counter(describe(o) for o in gc.get_objects())
                 diff = now.copy()

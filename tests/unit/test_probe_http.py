@@ -8,6 +8,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import trustme
@@ -15,6 +16,7 @@ from aiohttp import web
 from cryptography import x509
 from yarl import URL
 
+from monitor.probes import http
 from monitor.probes.base import HttpTarget, Reason, TcpTarget
 from monitor.probes.http import MAX_REDIRECTS, HttpProber, may_follow
 from monitor.probes.tcp import SYN_LIMIT
@@ -640,3 +642,16 @@ async def test_silent_syn_gives_up_before_the_kernel_resends(
     # Given up at SYN_LIMIT (< 1 s, tcp.py), not at the 30 s timeout; a bound just above
     # SYN_LIMIT would flake when a loaded machine fires the timer late.
     assert SYN_LIMIT - 0.05 <= elapsed < 10.0
+
+
+def test_the_keys_of_a_decoded_certificate_stay_interned(
+    site_cert: trustme.LeafCert, tmp_path: Path
+) -> None:
+    # asyncio decodes the peer's certificate at every verified handshake; each key of that dict
+    # must be the string the module holds, not one interned anew (and freed) per handshake.
+    pem = tmp_path / "leaf.pem"
+    site_cert.cert_chain_pems[0].write_to_path(str(pem))
+    decoded = ssl._ssl._test_decode_cert(str(pem))  # type: ignore[attr-defined]
+    assert {"subject", "issuer", "notBefore", "notAfter"} <= set(decoded)
+    for key in decoded:
+        assert any(key is held for held in http.CERT_KEYS), key
