@@ -23,7 +23,9 @@ e.g. the table of interned strings, live entries and slots used:
         -ex 'p ((PyDictObject*)interned)->ma_keys->dk_nentries'
 
 and a hardware watchpoint on that dk_nentries shows who takes new slots (how the certificate
-keys of monitor/probes/http.py, CERT_KEYS, were found).
+keys of monitor/probes/http.py, CERT_KEYS, were found). End such a session with `delete` and
+`detach`: a gdb killed while the watchpoint is set leaves it armed, and the daemon dies of a
+SIGTRAP at the next write there.
 """
 
 from __future__ import annotations
