@@ -121,11 +121,11 @@ BIG = 64 * 1024  # bytes: containers this large or larger are listed by DIAG_BIG
 
 
 def _big() -> str:
-    """DIAG_BIG=1: every container of BIG bytes or more reachable from the modules and the
-    threads' frames (and from the objects not frozen), with its owner (the module, or the class of the instance whose attribute
-    holds it). A walk from the roots, not gc.get_objects(): the daemon gc.freeze()s its state,
-    and frozen objects are not listed there, yet they are what grows in place (a dict resized
-    keeps its identity)."""
+    """DIAG_BIG=1: every container of BIG bytes or more reachable from the modules, the
+    threads' frames and the objects not frozen, with its owner (the module, or the class of the
+    instance whose attribute holds it). A walk from those roots, not gc.get_objects() alone:
+    the daemon gc.freeze()s its state, and frozen objects are not listed there, yet they are
+    what grows in place (a dict resized keeps its identity)."""
     seen: set[int] = set()
     stack: list[tuple[object, str]] = [
         (m, f"module {name}") for name, m in list(sys.modules.items())
@@ -217,7 +217,8 @@ def _memory(log: str) -> None:
                 else:
                     line += f"  traced {tracemalloc.get_traced_memory()[0] * mib:.2f} MiB\n"
                     for st in snap.compare_to(base, "lineno")[:25]:
-                        line += f"  {st.size_diff / 1024:+9.1f} KiB {st.count_diff:+7d} {st.traceback}\n"
+                        kib = st.size_diff / 1024
+                        line += f"  {kib:+9.1f} KiB {st.count_diff:+7d} {st.traceback}\n"
             if n % 5 == 1 and os.environ.get("DIAG_BIG") == "1":
                 line += _big()
             if n % 5 == 1:
