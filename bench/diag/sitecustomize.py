@@ -25,7 +25,8 @@ e.g. the table of interned strings, live entries and slots used:
 and a hardware watchpoint on that dk_nentries shows who takes new slots (how the certificate
 keys of monitor/probes/http.py, CERT_KEYS, were found). End such a session with `delete` and
 `detach`: a gdb killed while the watchpoint is set leaves it armed, and the daemon dies of a
-SIGTRAP at the next write there.
+SIGTRAP at the next write there. Python's small-object arenas (mapped by the interpreter, not
+malloc) obmalloc_peek.py beside this file reads from outside, without pausing the daemon.
 """
 
 from __future__ import annotations
