@@ -414,3 +414,42 @@ def test_sqlite_memory_stays_small_over_a_big_log(tmp_path: Path) -> None:
     # two connections at 64 KiB of pages each, plus statements, schema and lookaside (0.18 MiB
     # here; 0.35 MiB with 256 KiB caches, 2.1 MiB with SQLite's default ones)
     assert used < 256 * 2**10, f"SQLite holds {used / 2**20:.1f} MiB ({size / 2**20:.0f} MiB log)"
+
+
+async def test_a_streamed_export_holds_one_piece_of_the_log_at_a_time(tmp_path: Path) -> None:
+    """`/api/v1/outages` without `limit` streams the log in pieces of STREAM_CHUNK events, and
+    a piece's rows, records, dicts and text are alive together. The peak of Python memory
+    while exporting must not grow with the log: polled every few seconds, a peak that rose with
+    the log (200 events a piece, before) raised the daemon's RSS for its first hours."""
+    import tracemalloc
+
+    from monitor.events import Query
+
+    async def peak(n: int) -> int:
+        d = tmp_path / str(n)
+        store = EventStore(d)
+        store.import_events(
+            [
+                event(f"x{i}", f"entity-{i % 7}", T0 + i, T0 + i + 1, EventKind.BLACKOUT)
+                for i in range(n)
+            ]
+        )
+        store.close()
+        reader = EventStore(d, readonly=True)
+        q = Query.parse(None, None, None, None)
+        got = [b async for b in reader.render_all(q, "json", T0 + n + 10)]  # warm the reader
+        assert len(json.loads(b"".join(got))) == n
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            async for _ in reader.render_all(q, "json", T0 + n + 10):
+                pass
+            return tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+            reader.close()
+
+    small, big = await peak(100), await peak(800)
+    assert big < 1.5 * small, (
+        f"export peak {small / 1024:.0f} KiB at 100 events, {big / 1024:.0f} at 800"
+    )
