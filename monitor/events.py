@@ -99,7 +99,8 @@ DEFAULT_LIMIT = 1000  # the API's page when none is asked for
 # their API dicts and text: ~19 KiB of Python objects per event with the evidence a soak's
 # events carry, so at 200 a poll of the whole list took ~3.8 MiB for a moment, a peak that
 # Python's allocator keeps mapped and that rose with the log up to the first 200 events (the
-# soak's RSS). At 50 an export is as fast (20,000 events: 0.70 s against 0.71 s).
+# soak's RSS). At 50 an export is about as fast (20,000 small events: 0.70-0.75 s, against
+# 0.63-0.74 s at 200).
 STREAM_CHUNK = 50
 MAX_LIMIT = 10_000  # the largest page `limit` may ask for
 LATEST = 20  # events on the status page

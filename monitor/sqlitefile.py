@@ -21,12 +21,13 @@ BUSY_TIMEOUT_MS = 2000
 # connection keeps every page it touched until the cap: as the files grow over months, the
 # daemon's half-dozen connections crept up by about 1 MiB an hour toward 12 MiB, and the
 # long-lived pages, scattered between short-lived allocations, kept glibc's heap from shrinking
-# (the soak's RSS slope). An insert or an indexed read touches a few dozen hot pages (roots,
-# interior pages, the newest leaves); anything else comes from the OS page cache for a pread.
-# At 256 KiB the writers' caches still filled for most of an hour (SQLite's memory +0.7 MiB
-# from minute 5 to 45 of a soak, nine connections); 64 KiB (16 pages) still holds an insert's
-# path through a table and its indexes, and fills in minutes. A reader's cache is dropped
-# whenever another connection has written since its last read (WAL), so it gains nothing more.
+# (the soak's RSS slope). An insert or an indexed read touches a handful of hot pages per
+# table and index (root, interior pages, the newest leaves); anything else comes from the OS
+# page cache for a pread. At 256 KiB the writers' caches still filled for most of an hour
+# (SQLite's memory +0.7 MiB from minute 5 to 45 of a soak, nine connections); 64 KiB (16
+# pages) still holds the path of an insert through a table and its indexes. A reader's cache
+# is dropped whenever another connection has written since its last read (WAL), so a bigger
+# one gains it nothing.
 CACHE_KIB = 64
 
 
