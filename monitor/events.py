@@ -1136,8 +1136,8 @@ def _render_chunk(
     if not isinstance(fmt, str):
         return fmt.chunk(page, now, first, last, after)
     if fmt == "csv":
-        return render_csv([ev.to_api(now) for ev in page], header=first)
-    # One event's dict at a time: only the texts of the piece are alive together.
+        return render_csv((ev.to_api(now) for ev in page), header=first)
+    # One event's dict at a time (csv too): only the texts of the piece are alive together.
     body = ",\n".join(_dump(ev.to_api(now)) for ev in page)
     head = "[\n" if first else ""
     if body and after:
@@ -1164,7 +1164,7 @@ def _csv_cell(v: object) -> object:
     return v
 
 
-def render_csv(events: list[JSON], header: bool = True) -> str:
+def render_csv(events: Iterable[JSON], header: bool = True) -> str:
     """One row per event; signals and evidence as JSON text in their cells."""
     buf = io.StringIO()
     # RFC 4180's CRLF: with it the writer also quotes a cell holding a lone CR, which a

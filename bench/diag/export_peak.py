@@ -23,19 +23,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import benchlib
 import obmalloc_peek
 
 from monitor.events import EventStore, Query
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def grow(source: Path, chunk: int) -> None:
@@ -54,7 +48,10 @@ async def grow(source: Path, chunk: int) -> None:
                     pass
             if i in marks:
                 peek = obmalloc_peek.read(os.getpid(), base, syms)
-                print(f"chunk={chunk} events={i + 1} rss={rss_mib():.1f}MiB {peek}", flush=True)
+                print(
+                    f"chunk={chunk} events={i + 1} rss={benchlib.memory_mb(os.getpid())['VmRSS']:.1f}MiB {peek}",
+                    flush=True,
+                )
     finally:
         store.close()
         shutil.rmtree(where, ignore_errors=True)

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from monitor.detect.model import (
     iso,
     parse_time,
 )
-from monitor.events import FILENAME, EventStore, render_csv, render_json, render_table
+from monitor.events import FILENAME, EventStore, Query, render_csv, render_json, render_table
 from monitor.probes.base import IcmpTarget, ProbeResult
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -421,9 +422,6 @@ async def test_a_streamed_export_holds_one_piece_of_the_log_at_a_time(tmp_path: 
     a piece's rows, records, dicts and text are alive together. The peak of Python memory
     while exporting must not grow with the log: polled every few seconds, a peak that rose with
     the log (200 events a piece, before) raised the daemon's RSS for its first hours."""
-    import tracemalloc
-
-    from monitor.events import Query
 
     async def peak(n: int) -> int:
         d = tmp_path / str(n)
