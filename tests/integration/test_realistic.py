@@ -98,10 +98,16 @@ def test_congestion_episode_raises_rtt_and_loss_then_ends(rworld: World) -> None
     time.sleep(max(0.0, rec.at + 8.0 + 1.5 - time.time()))  # the queue drains after the end
     after = rworld.ping(V, TTK_HOST, count=50, interval=0.02, timeout=2.0)
     assert before.loss == 0 and after.loss == 0
-    assert statistics.fmean(before.rtts) == pytest.approx(p.rtt, abs=0.06)
-    assert statistics.fmean(during.rtts) == pytest.approx(2.5 * p.rtt, abs=0.15)
+    # A busy CI machine (three test workers on two cores) delays the user-space delay line by
+    # tens of milliseconds for a second at a time: a CI run saw a mean of 479 ms before the
+    # episode on a 400 ms link. Load only adds delay, so the bounds below stay as tight as
+    # before and those above leave room for it; medians shrug off a short spike.
+    for calm_rtts in (before.rtts, after.rtts):
+        assert p.rtt - 0.06 < statistics.median(calm_rtts) < p.rtt + 0.15
+    assert 2.5 * p.rtt - 0.15 < statistics.median(during.rtts) < 2.5 * p.rtt + 0.25
+    # the episode's effect stands out of whatever the load added: 1.5 x 400 ms = 600 ms expected
+    assert statistics.median(during.rtts) - statistics.median(before.rtts) > 0.4
     assert during.loss > 0.3  # 1 - 0.7^2 = 51 % expected
-    assert statistics.fmean(after.rtts) == pytest.approx(p.rtt, abs=0.06)
     (ep,) = rworld.path_stats()["ttk"]["episodes"]
     assert ep["label"] == "congestion" and ep["rtt_factor"] == 2.5
     assert abs(ep["begins"] - rec.at) < 0.5 and ep["ends"] == pytest.approx(ep["begins"] + 8)
