@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# The project (monitor) and bench/ (benchlib); this directory (obmalloc_peek) is sys.path[0].
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchlib
 import obmalloc_peek
