@@ -40,6 +40,7 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import math
 import os
 import random
 import shutil
@@ -698,6 +699,10 @@ class Flatness:
     # its RSS through its whole life, warm-up included: the median of each CURVE_STEP s (the
     # shape a slope hides: a climb that levels off, or one that does not)
     curve: list[float]
+    # the same by work rather than time: its RSS (median) after each WORK_STEP faults it
+    # lived through (a growth that comes with work and levels off, and another scale's run
+    # with it, compare here; a growth with time alone does not)
+    work: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def judged(self) -> bool:
@@ -741,7 +746,12 @@ def after_first_census(
     return (first - ready) / 60, slope_per_hour([(s.t, s.rss) for s in after]), rise
 
 
-def flatness(lives: list[Life], warmup: float, census: list[float] | None = None) -> Flatness:
+def flatness(
+    lives: list[Life],
+    warmup: float,
+    census: list[float] | None = None,
+    faults: list[float] | None = None,
+) -> Flatness:
     def length(lf: Life) -> float:
         return (lf.ended or time.time()) - lf.ready
 
@@ -775,6 +785,7 @@ def flatness(lives: list[Life], warmup: float, census: list[float] | None = None
         max(s.threads for s in settled),
         [statistics.median(s.rss for s in lf.samples) for lf in lives if lf.samples],
         rss_curve(longest.samples),
+        work_curve(longest.samples, faults or []),
     )
 
 
@@ -789,6 +800,26 @@ def rss_curve(samples: list[Sample]) -> list[float]:
         bins.setdefault(int(max(0.0, s.uptime) // CURVE_STEP), []).append(s.rss)
     full = max(1, int(CURVE_STEP / SAMPLE_EVERY) // 2)
     return [statistics.median(v) for _, v in sorted(bins.items()) if len(v) >= full]
+
+
+WORK_STEP = 20
+
+
+def work_curve(samples: list[Sample], faults: list[float]) -> list[tuple[int, float]]:
+    """Median RSS of a process between its (k·WORK_STEP)th and ((k+1)·WORK_STEP)th fault (by
+    the fault's wall time; faults before the process started count nowhere), as (k·WORK_STEP,
+    median) for each stretch that holds samples."""
+    if not samples:
+        return []
+    mine = sorted(t for t in faults if samples[0].t <= t <= samples[-1].t)
+    out: list[tuple[int, float]] = []
+    for k in range(0, len(mine) + 1, WORK_STEP):
+        lo = mine[k - 1] if k else samples[0].t
+        hi = mine[k + WORK_STEP - 1] if k + WORK_STEP - 1 < len(mine) else math.inf
+        got = [s.rss for s in samples if lo <= s.t < hi]
+        if got:
+            out.append((k, statistics.median(got)))
+    return out
 
 
 def _sl(v: float | None, unit: str) -> str:
@@ -925,6 +956,8 @@ def render(
         + " |",
         f"| its RSS through its life, median of each {CURVE_STEP / 60:.0f} min (warm-up "
         f"included) | {', '.join(f'{x:.1f}' for x in f.curve)} MiB |",
+        f"| the same by work: its RSS after each {WORK_STEP} faults it lived through (faults "
+        f"survived: median RSS) | {', '.join(f'{k}: {x:.1f}' for k, x in f.work) or '-'} MiB |",
         f"| median RSS of the first and of the last process ({len(f.life_medians)} in all) | "
         f"{f.life_medians[0]:.1f} MiB, {f.life_medians[-1]:.1f} MiB |",
         f"| highest RSS of any process | {f.rss_max:.1f} MiB |",
@@ -1022,7 +1055,8 @@ def main(argv: list[str] | None = None) -> int:
         stored = read_store(soak.config)
         w.assert_no_leaks()
     v = check(soak, stored)
-    f = flatness(soak.lives, args.warmup, census_ends(out / "daemon.log"))
+    faults = [t for t, name in soak.fault_log if name != "repair"]
+    f = flatness(soak.lives, args.warmup, census_ends(out / "daemon.log"), faults)
     (out / "samples.json").write_text(
         json.dumps(
             {
